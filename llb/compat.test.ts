@@ -5,13 +5,14 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { COMPAT_LLB_DIR } from "../test/compat.ts";
 import { toBinary } from "@bufbuild/protobuf";
 import { OpSchema } from "../proto/gen/pb/ops_pb.ts";
 import { digestOf } from "../util/digest.ts";
 import { loadDefinition } from "./definition.ts";
 import { dumpJson } from "./dump.ts";
 
-const CORPUS = join(import.meta.dirname, "../../shared/compat/llb");
+const CORPUS = COMPAT_LLB_DIR;
 const cases = existsSync(CORPUS)
   ? readdirSync(CORPUS)
       .filter((f) => f.endsWith(".pb"))

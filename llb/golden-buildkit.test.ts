@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { COMPAT_LLB_DIR } from "../test/compat.ts";
 import { digestOf } from "../util/digest.ts";
 import {
   build,
@@ -22,7 +23,7 @@ import {
   scratch,
 } from "./index.ts";
 
-const CORPUS = join(import.meta.dirname, "../../shared/compat/llb");
+const CORPUS = COMPAT_LLB_DIR;
 const amd64 = { os: "linux", architecture: "amd64" };
 const arm64 = { os: "linux", architecture: "arm64" };
 const busybox = () => image("127.0.0.1:5000/busybox:latest");

@@ -4,10 +4,11 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import { COMPAT_LLB_DIR } from "../../test/compat.ts";
 import { image } from "../../llb/index.ts";
 
 const MAIN = join(import.meta.dirname, "main.ts");
-const CORPUS = join(import.meta.dirname, "../../../shared/compat/llb");
+const CORPUS = COMPAT_LLB_DIR;
 
 function buildctl(args: string[], input?: Uint8Array) {
   const r = spawnSync(process.execPath, [MAIN, ...args], { input, encoding: "utf8" });
