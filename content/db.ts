@@ -77,12 +77,13 @@ export function validateLabels(labels: unknown, what: string): Labels {
 
 /** Applies `update` to `labels`: values replace, "" removes the key. */
 export function mergeLabels(labels: Labels, update: Labels): Labels {
-  const merged: Labels = { ...labels };
+  // A Map, so that a key such as "__proto__" is a label like any other.
+  const merged = new Map(Object.entries(labels));
   for (const [key, value] of Object.entries(update)) {
-    if (value === "") delete merged[key];
-    else merged[key] = value;
+    if (value === "") merged.delete(key);
+    else merged.set(key, value);
   }
-  return merged;
+  return Object.fromEntries(merged);
 }
 
 /** Labels as stored in a row; a corrupt column reads as no labels rather than failing reads. */

@@ -158,16 +158,25 @@ test("gc removes abandoned ingests but never one a writer has open", async (t) =
 test("commits racing with gc keep their blobs, leases and labels", async (t) => {
   const { store } = await tempContentStore(t);
   const lease = store.createLease();
-  const writes = Array.from({ length: 20 }, (_, i) =>
-    store.writeBlob(testBytes(10_000, i + 1), { lease, labels: { n: String(i) } }),
+  // Enough held blobs that every gc sweep spans many turns of the event loop.
+  for (let i = 0; i < 100; i++) await store.writeBlob(testBytes(100, 1000 + i), { lease });
+  let writing = true;
+  const collector = (async () => {
+    const removed: string[] = [];
+    while (writing) removed.push(...(await store.gc({ roots: [] })).removed);
+    return removed;
+  })();
+  const written = await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      store.writeBlob(testBytes(10_000, i + 1), { lease, labels: { n: String(i) } }),
+    ),
   );
-  const gcs = Array.from({ length: 5 }, () => store.gc({ roots: [] }));
-  const [written, collected] = await Promise.all([Promise.all(writes), Promise.all(gcs)]);
-  for (const r of collected) assert.deepEqual(r.removed, []);
+  writing = false;
+  assert.deepEqual(await collector, []);
   for (const [i, w] of written.entries()) {
     assert.deepEqual((await store.info(w.digest))?.labels, { n: String(i) }, w.digest);
   }
-  assert.equal(store.listLeases()[0]?.resources.length, 20);
+  assert.equal(store.listLeases()[0]?.resources.length, 120);
 });
 
 test("a reader holding a blob open keeps reading it even if gc removes it", async (t) => {

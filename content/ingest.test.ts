@@ -89,14 +89,26 @@ test("when the first download fails, a waiting ingest fetches with its own sourc
   const data = testBytes(64 * 1024, 6);
   const desc = { digest: digestOf(data), size: data.length };
   const calls: string[] = [];
+  const leading = Promise.withResolvers<void>();
+  const failNow = Promise.withResolvers<void>();
   const failing = store.ingest(desc, async () => {
     calls.push("first");
-    return slowly(data, { failAt: 16_384 });
+    leading.resolve();
+    return (async function* () {
+      yield data.subarray(0, 16_384);
+      await failNow.promise;
+      throw new Error("connection reset by peer");
+    })();
   });
+  await leading.promise;
   const waiting = store.ingest(desc, async (offset) => {
     calls.push(`second@${offset}`);
     return { body: slowly(data.subarray(offset)), startsAt: offset };
   });
+  // gc queues behind the second ingest's look for the blob, so once it is done, that ingest waits.
+  await store.gc({ roots: [] });
+  assert.deepEqual(calls, ["first"]);
+  failNow.resolve();
   await assert.rejects(failing, /connection reset/);
   assert.deepEqual(await waiting, desc);
   assert.deepEqual(calls, ["first", "second@16384"]);

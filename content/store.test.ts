@@ -234,6 +234,11 @@ test("labels merge, an empty value deletes, and they survive a restart", async (
     "buildd.io/uncompressed": digestOf("diff"),
     "buildd.io/gc.ref": "x",
   });
+  assert.deepEqual(Object.keys(await again.setLabels(digest, JSON.parse('{"__proto__": "odd"}'))).sort(), [
+    "__proto__",
+    "buildd.io/gc.ref",
+    "buildd.io/uncompressed",
+  ]);
   await assert.rejects(again.setLabels(digestOf("absent"), { a: "b" }), code("not-found"));
   await assert.rejects(again.setLabels(digest, { a: 1 } as never), code("invalid-argument"));
   await assert.rejects(again.setLabels(digest, { "": "v" }), code("invalid-argument"));

@@ -456,39 +456,51 @@ export class ContentStore {
       opts.ingestMaxAgeMs ?? INGEST_DEFAULT_MAX_AGE_MS,
       "collecting garbage: ingestMaxAgeMs",
     );
-    const result: GcResult = await this.#gcLock.exclusive(async () => {
-      const expiredLeases = this.#leases.dropExpired();
-      const removed: Digest[] = [];
-      let freedBytes = 0;
-      const present = new Set<string>();
-      for (const name of await readdir(this.#blobsDir)) {
-        if (!HEX_NAME.test(name)) continue;
-        const digest: Digest = `sha256:${name}`;
-        const path = join(this.#blobsDir, name);
-        const st = await lstatOrUndefined(path);
-        if (st === undefined) continue;
-        present.add(digest);
-        if (st.isDirectory()) continue;
-        // Checked and unlinked in one synchronous step: a lease added meanwhile either lands
-        // first (and keeps the blob) or finds it already gone.
-        if (roots.has(digest) || this.#leases.protects(digest)) continue;
-        try {
-          unlinkSync(path);
-        } catch (e) {
-          if (errno(e) !== "ENOENT") throw e;
-        }
-        present.delete(digest);
-        removed.push(digest);
-        freedBytes += st.size;
+    const result = await this.#gcLock.exclusive(() => this.#sweepBlobs(roots));
+    const ingests = await this.#sweepIngests(this.#now() - maxAge);
+    result.removedIngests = ingests.removed;
+    result.freedBytes += ingests.freedBytes;
+    return result;
+  }
+
+  /** Drops expired leases and deletes every blob not held; runs under the exclusive gc lock. */
+  async #sweepBlobs(roots: Set<string>): Promise<GcResult> {
+    const expiredLeases = this.#leases.dropExpired();
+    const removed: Digest[] = [];
+    let freedBytes = 0;
+    const present = new Set<string>();
+    for (const name of await readdir(this.#blobsDir)) {
+      if (!HEX_NAME.test(name)) continue;
+      const digest: Digest = `sha256:${name}`;
+      const path = join(this.#blobsDir, name);
+      const st = await lstatOrUndefined(path);
+      if (st === undefined) continue;
+      present.add(digest);
+      if (st.isDirectory()) continue;
+      // Checked and unlinked in one synchronous step: a lease added meanwhile either lands
+      // first (and keeps the blob) or finds it already gone.
+      if (roots.has(digest) || this.#leases.protects(digest)) continue;
+      try {
+        unlinkSync(path);
+      } catch (e) {
+        if (errno(e) !== "ENOENT") throw e;
       }
-      inTransaction(this.#db, () => {
-        for (const row of this.#allRows.all()) {
-          if (!present.has(String(row["digest"]))) this.#deleteRow.run(row["digest"] as string);
-        }
-      });
-      return { removed, removedIngests: [], expiredLeases, freedBytes };
+      present.delete(digest);
+      removed.push(digest);
+      freedBytes += st.size;
+    }
+    inTransaction(this.#db, () => {
+      for (const row of this.#allRows.all()) {
+        if (!present.has(String(row["digest"]))) this.#deleteRow.run(row["digest"] as string);
+      }
     });
-    const cutoff = this.#now() - maxAge;
+    return { removed, removedIngests: [], expiredLeases, freedBytes };
+  }
+
+  /** Deletes ingests untouched since `cutoff` that no writer has open. */
+  async #sweepIngests(cutoff: number): Promise<{ removed: string[]; freedBytes: number }> {
+    const removed: string[] = [];
+    let freedBytes = 0;
     for (const name of await readdir(this.#ingestDir)) {
       if (!HEX_NAME.test(name) || this.#holds.has(name)) continue;
       const { promise, resolve } = Promise.withResolvers<void>();
@@ -501,14 +513,14 @@ export class ContentStore {
         if (Math.max(...stats.map((s) => s?.mtimeMs ?? 0)) > cutoff) continue;
         const record = await readIngestRecord(dir);
         await rm(dir, { recursive: true, force: true });
-        result.removedIngests.push(record?.ref ?? name);
-        result.freedBytes += stats[1]?.isFile() ? stats[1].size : 0;
+        removed.push(record?.ref ?? name);
+        freedBytes += stats[1]?.isFile() ? stats[1].size : 0;
       } finally {
         this.#holds.delete(name);
         resolve();
       }
     }
-    return result;
+    return { removed, freedBytes };
   }
 
   // ---- internals ----

@@ -250,7 +250,8 @@ class IngestWriter implements ContentWriter {
         }
         await this.#fh.close();
         await this.#hooks.publish(join(this.#dir, INGEST_DATA), { digest, size }, labels);
-        await rm(this.#dir, { recursive: true, force: true });
+        // The blob is in; a leftover ingest dir is only garbage that gc collects.
+        await rm(this.#dir, { recursive: true, force: true }).catch(() => {});
         return { digest, size };
       } finally {
         await this.#finish(false);
