@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { test } from "node:test";
-import { copy, local, merge, mkfile, type State, scratch } from "../llb/index.ts";
+import { copy, local, type State, scratch } from "../llb/index.ts";
 import { emptyStatus, type SolveStatus } from "../progress/types.ts";
 import { MemWorker } from "./memworker.test-util.ts";
 import { CacheRecords } from "./records.ts";
@@ -147,7 +147,10 @@ test("independent branches run in parallel, bounded by max parallelism", async (
   events.sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]!);
   let running = 0;
   let maxConcurrent = 0;
-  for (const [, d] of events) maxConcurrent = Math.max(maxConcurrent, (running += d!));
+  for (const [, d] of events) {
+    running += d!;
+    maxConcurrent = Math.max(maxConcurrent, running);
+  }
   assert.ok(maxConcurrent >= 2, `branches overlapped (max ${maxConcurrent} at once)`);
   assert.ok(maxConcurrent <= 3, `never more than 3 at once, saw ${maxConcurrent}`);
 });
