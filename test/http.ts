@@ -2,6 +2,7 @@
 // registry proxy shares: tests assert what was fetched (and how often), not just what came back.
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { stopWhenAborted } from "./process.ts";
 
 /** One request as a server saw it. */
 export type RequestRecord = {
@@ -115,7 +116,10 @@ export type HttpServer = {
 };
 
 /** Serves a route table (or a custom handler) on 127.0.0.1 at a free port. */
-export async function startHttpServer(routesOrHandler: Record<string, Route> | Handler): Promise<HttpServer> {
+export async function startHttpServer(
+  routesOrHandler: Record<string, Route> | Handler,
+  opts: { signal?: AbortSignal } = {},
+): Promise<HttpServer> {
   const routes = new Map(typeof routesOrHandler === "function" ? [] : Object.entries(routesOrHandler));
   const handler: Handler =
     typeof routesOrHandler === "function" ? routesOrHandler : (req, res) => serveRoute(routes, req, res);
@@ -136,6 +140,7 @@ export async function startHttpServer(routesOrHandler: Record<string, Route> | H
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   };
+  stopWhenAborted(opts.signal, stop);
   return {
     url: `http://127.0.0.1:${port}`,
     port,
@@ -152,9 +157,9 @@ export async function startHttpServer(routesOrHandler: Record<string, Route> | H
 export async function startSlowServer(
   body: string | Buffer,
   fault: NonNullable<Route["fault"]>,
-  headers?: Record<string, string>,
+  opts: { headers?: Record<string, string>; signal?: AbortSignal } = {},
 ): Promise<HttpServer & { fileUrl: string }> {
-  const server = await startHttpServer({ "/file": { body, fault, headers } });
+  const server = await startHttpServer({ "/file": { body, fault, headers: opts.headers } }, opts);
   return { ...server, fileUrl: `${server.url}/file` };
 }
 

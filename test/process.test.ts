@@ -83,3 +83,15 @@ test("tempDir cleanup removes the dir", async () => {
   await cleanup();
   assert.equal(existsSync(dir), false);
 });
+
+test("a service tied to a test's signal stops when that test ends", async (t) => {
+  let pid = 0;
+  let dir = "";
+  await t.test("inner", async (inner) => {
+    const svc = await spawnService("sleep", ["600"], { readyCheck: () => true, signal: inner.signal });
+    pid = svc.child.pid!;
+    dir = (await tempDir("proc", { signal: inner.signal })).dir;
+    assert.ok(alive(pid));
+  });
+  await waitFor(() => !alive(pid) && !existsSync(dir), { what: "the inner test's service and dir to go" });
+});

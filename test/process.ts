@@ -44,6 +44,17 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   }
 }
 
+/**
+ * Runs `stop` when `signal` aborts: pass a test's `t.signal` (aborted when the test ends) to tie a
+ * fixture's life to the test without a t.after. Errors are swallowed; exit hooks catch the rest.
+ */
+export function stopWhenAborted(signal: AbortSignal | undefined, stop: () => Promise<void>): void {
+  if (!signal) return;
+  const run = () => void stop().catch(() => {});
+  if (signal.aborted) run();
+  else signal.addEventListener("abort", run, { once: true });
+}
+
 /** A TCP port that was free a moment ago; callers that hand it to another process must retry on EADDRINUSE. */
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -104,6 +115,8 @@ export async function spawnService(
     env?: NodeJS.ProcessEnv;
     cwd?: string;
     timeoutMs?: number;
+    /** Stops the service when this aborts (e.g. a test's `t.signal`). */
+    signal?: AbortSignal;
   },
 ): Promise<Service> {
   installExitHooks();
@@ -124,15 +137,19 @@ export async function spawnService(
   };
   child.stdout!.on("data", collect);
   child.stderr!.on("data", collect);
-  const exited = new Promise<void>((resolve) => {
-    child.once("close", () => {
-      liveChildren.delete(child);
-      resolve();
-    });
-  });
   // An exit or spawn failure ends the readiness wait at once instead of at the timeout.
   const gone = new AbortController();
-  child.once("error", (e) => gone.abort(new Error(`could not run ${cmd}: ${e.message}`)));
+  const exited = new Promise<void>((resolve) => {
+    const done = () => {
+      liveChildren.delete(child);
+      resolve();
+    };
+    child.once("close", done);
+    child.once("error", (e) => {
+      gone.abort(new Error(`could not run ${cmd}: ${e.message}`));
+      if (child.pid === undefined) done();
+    });
+  });
   void exited.then(() =>
     gone.abort(new Error(`${cmd} exited (${child.exitCode ?? child.signalCode}) before it was ready`)),
   );
@@ -152,19 +169,22 @@ export async function spawnService(
     await stop();
     throw new Error(`starting ${cmd} ${args.join(" ")}: ${(e as Error).message}\n--- output ---\n${out}`);
   }
+  stopWhenAborted(opts.signal, stop);
   return { child, output: () => out, stop, [Symbol.asyncDispose]: stop };
 }
 
 /** A fresh temporary dir, removed by `cleanup` or at process exit, whichever comes first. */
-export async function tempDir(prefix: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+export async function tempDir(
+  prefix: string,
+  opts: { signal?: AbortSignal } = {},
+): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   installExitHooks();
   const dir = await mkdtemp(join(tmpdir(), `buildd-${prefix}-`));
   liveDirs.add(dir);
-  return {
-    dir,
-    cleanup: async () => {
-      liveDirs.delete(dir);
-      await rm(dir, { recursive: true, force: true });
-    },
+  const cleanup = async () => {
+    liveDirs.delete(dir);
+    await rm(dir, { recursive: true, force: true });
   };
+  stopWhenAborted(opts.signal, cleanup);
+  return { dir, cleanup };
 }

@@ -1,6 +1,8 @@
 // A real registry (Debian's docker-registry, distribution v2.8) on loopback, behind a small Node
 // proxy that counts traffic and, when asked, enforces basic or bearer-token auth the way Docker
 // Hub does, so the registry client is tested against real challenges without the internet.
+// The proxy runs inside the test process: drive tools against it with async exec only
+// (execFileSync would block the event loop and deadlock the proxy).
 import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { Agent, type IncomingMessage, request, type ServerResponse } from "node:http";
@@ -12,7 +14,7 @@ import {
   requestRecorder,
   startHttpServer,
 } from "./http.ts";
-import { freePort, type Service, spawnService, tempDir } from "./process.ts";
+import { freePort, type Service, spawnService, stopWhenAborted, tempDir } from "./process.ts";
 
 export const REGISTRY_BIN = "/usr/bin/docker-registry";
 /** The `service` the token server and the challenges name. */
@@ -49,7 +51,9 @@ export type Registry = {
 };
 
 /** Starts docker-registry with filesystem storage in a temp dir, fronted by a counting (and maybe auth) proxy. */
-export async function startRegistry(opts: { auth?: RegistryAuth } = {}): Promise<Registry> {
+export async function startRegistry(
+  opts: { auth?: RegistryAuth; signal?: AbortSignal } = {},
+): Promise<Registry> {
   const tmp = await tempDir("registry");
   const cleanups: (() => Promise<void>)[] = [tmp.cleanup];
   const stop = async () => {
@@ -76,6 +80,7 @@ export async function startRegistry(opts: { auth?: RegistryAuth } = {}): Promise
       if (gate(req, res)) forward(req, res, upstream.port, agent);
     });
     cleanups.push(proxy.stop);
+    stopWhenAborted(opts.signal, stop);
     return {
       host: `127.0.0.1:${proxy.port}`,
       url: proxy.url,
