@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Writable } from "node:stream";
 import { test } from "node:test";
 import {
   CapturedOutput,
@@ -72,4 +73,29 @@ test("quiet prints nothing but the failure", async () => {
   const ok = new CapturedOutput();
   await display("quiet", streamOf(scriptedBuild().slice(0, 8)), ok);
   assert.equal(ok.text, "");
+});
+
+test("a slow output is waited for, and one that goes away does not hang the display", async () => {
+  const chunks: string[] = [];
+  const slow = new Writable({
+    highWaterMark: 16,
+    write(chunk, _enc, cb) {
+      chunks.push(String(chunk));
+      setImmediate(cb);
+    },
+  });
+  const expected = new CapturedOutput();
+  await display("plain", streamOf(scriptedBuild()), expected);
+  await display("plain", streamOf(scriptedBuild()), slow);
+  assert.equal(chunks.join(""), expected.text);
+
+  const gone = new Writable({
+    highWaterMark: 1,
+    write(_chunk, _enc, cb) {
+      cb(new Error("EPIPE"));
+    },
+  });
+  gone.on("error", () => {}); // as a CLI would, to exit quietly when its reader goes away
+  const summary = await display("plain", streamOf(scriptedBuild()), gone);
+  assert.equal(summary.errored, 1, "the stream was still followed to its end");
 });

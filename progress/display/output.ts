@@ -4,7 +4,10 @@
 /** The parts of a write stream a display uses (process.stdout/stderr satisfy it). */
 export interface DisplayOutput {
   write(chunk: string): boolean;
-  once?(event: "drain", listener: () => void): unknown;
+  once?(event: "drain" | "close" | "error", listener: () => void): unknown;
+  removeListener?(event: "drain" | "close" | "error", listener: () => void): unknown;
+  /** Set once the stream is closed or failed: nothing will drain it any more. */
+  destroyed?: boolean;
   isTTY?: boolean;
   /** Terminal width and height, kept current by Node on resize. */
   columns?: number;
@@ -29,8 +32,18 @@ export interface DisplayOptions {
   runningLogLines?: number;
 }
 
-/** Writes and, when the stream is full, waits for it to drain so a slow pipe is not buffered in memory. */
+/**
+ * Writes and, when the stream is full, waits for it to drain so a slow pipe is not buffered in
+ * memory; a stream that closes or fails instead (a reader gone away) does not hang the display.
+ */
 export async function writeOut(out: DisplayOutput, text: string): Promise<void> {
   if (text === "") return;
-  if (!out.write(text) && out.once) await new Promise<void>((resolve) => out.once!("drain", resolve));
+  if (out.write(text) || !out.once || out.destroyed) return;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      for (const e of ["drain", "close", "error"] as const) out.removeListener?.(e, done);
+      resolve();
+    };
+    for (const e of ["drain", "close", "error"] as const) out.once!(e, done);
+  });
 }

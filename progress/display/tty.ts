@@ -39,9 +39,15 @@ export class TtyRenderer {
     this.runningLogLines = opts.runningLogLines ?? 6;
   }
 
+  // A process that exits mid-build (Ctrl-C handled by exiting) must not leave the cursor hidden.
+  private readonly restoreCursor = () => {
+    this.out.write(SHOW_CURSOR);
+  };
+
   /** Starts the timer that keeps running steps' clocks moving without new progress. */
   start(): void {
     this.out.write(HIDE_CURSOR);
+    process.once("exit", this.restoreCursor);
     this.ticker = setInterval(() => this.schedule(), Math.max(this.interval, 150));
     this.ticker.unref();
   }
@@ -65,6 +71,7 @@ export class TtyRenderer {
   async finish(): Promise<void> {
     clearTimeout(this.timer);
     clearInterval(this.ticker);
+    process.removeListener("exit", this.restoreCursor);
     this.timer = undefined;
     await writeOut(this.out, this.frameText(true) + SHOW_CURSOR);
   }
