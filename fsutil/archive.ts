@@ -180,6 +180,12 @@ export async function extractArchive(
   const source = decompress(archivePath, kind);
   // Old (v7) tars have no "ustar" magic; the header checksum was checked by detectArchive.
   const extract = tarExtract({ allowUnknownFormat: true } as Parameters<typeof tarExtract>[0]);
+  // The parser's own error says what is wrong ("Unexpected end of data"); its entries only say
+  // that they were destroyed.
+  let parseError: unknown;
+  extract.on("error", (err: unknown) => {
+    parseError ??= err;
+  });
   source.stream.on("error", (err) => extract.destroy(err));
   source.stream.pipe(extract);
   const dirs: Array<{ path: string; mode: number; uid: number; gid: number; mtime: Date }> = [];
@@ -279,8 +285,17 @@ export async function extractArchive(
   } catch (err) {
     source.stop();
     extract.destroy();
-    await source.done.catch(() => {});
-    throw err;
+    const decompressorError = await source.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const cause = (parseError ?? decompressorError ?? err) as NodeJS.ErrnoException;
+    const wrapped: NodeJS.ErrnoException = new Error(
+      `extracting ${archivePath}: ${cause?.message ?? cause}`,
+      { cause },
+    );
+    if (cause?.code) wrapped.code = cause.code;
+    throw wrapped;
   }
   await source.done;
 }

@@ -75,6 +75,8 @@ interface Copier {
   inodes: Map<string, Promise<string>>;
   /** Destination directories this source's copy created: nothing can be in the way inside them. */
   createdDirs: Set<string>;
+  /** Parent directories created for dest, whose times copying into them disturbs. */
+  createdParents: string[];
 }
 
 /**
@@ -131,6 +133,7 @@ async function copyUnwrapped(
     pool: new TaskPool(opts.concurrency ?? 16),
     inodes: new Map(),
     createdDirs: new Set(),
+    createdParents: [],
   };
   if (!opts.createDestPath) {
     const p = await resolveInRoot(dstRoot, dest);
@@ -161,6 +164,8 @@ async function copyUnwrapped(
       c.createdDirs.clear();
     }
     await c.pool.drain();
+    // BuildKit leaves these at the time of the copy; the requested time is the reproducible choice.
+    if (c.time) for (const d of c.createdParents) await lutimes(d, c.time, c.time);
   } catch (err) {
     // Let in-flight writes finish before reporting, so nothing is still writing after we return.
     await c.pool.drain().catch(() => {});
@@ -204,7 +209,7 @@ async function copySource(
   // Docker's rule: a dest ending in "/" (or "/.") names a directory, created when missing.
   const { dir, base } = splitLast(dest);
   const ensure = base !== "" && base !== "." ? dir : dest;
-  if (ensure !== "") await mkdirAllInRoot(dstRoot, ensure, dirOpts);
+  if (ensure !== "") c.createdParents.push(...(await mkdirAllInRoot(dstRoot, ensure, dirOpts)).created);
 
   let target = await resolveInRoot(dstRoot, cleanPath(dest));
   const source = await resolveInRoot(srcRoot, s, { followFinal: c.opts.followSymlink ?? false });
@@ -218,7 +223,7 @@ async function copySource(
     target = `${target}/${posix.basename(cleanPath("/" + s))}`.replace(/\/+$/, "");
   }
   const parent = c.opts.dirCopyContents && srcIsDir && !destStat ? target : posix.dirname(target);
-  await mkdirAllInRoot(dstRoot, relativeToRoot(dstRoot, parent), dirOpts);
+  c.createdParents.push(...(await mkdirAllInRoot(dstRoot, relativeToRoot(dstRoot, parent), dirOpts)).created);
 
   if (!srcIsDir) {
     const linkTarget = srcStat.isSymbolicLink() ? await readlink(source) : undefined;
