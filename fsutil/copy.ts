@@ -338,6 +338,8 @@ async function copyOneFile(c: Copier, src: string, st: BigIntStats, target: stri
   await applyMetadata(c, target, st, "file");
 }
 
+const RUNNING_AS_ROOT = process.geteuid?.() === 0 && process.getegid?.() === 0;
+
 function nsToSeconds(ns: bigint): number {
   return Number(ns / 1_000_000_000n) + Number(ns % 1_000_000_000n) / 1e9;
 }
@@ -351,7 +353,11 @@ async function applyMetadata(
 ): Promise<void> {
   const uid = c.opts.owner?.uid ?? Number(st.uid);
   const gid = c.opts.owner?.gid ?? Number(st.gid);
-  await lchown(target, uid, gid);
+  // What we create is root's, and a directory this copy made has no setgid bit yet (its mode comes
+  // last): skipping the call that would change nothing saves a syscall per file.
+  const alreadyRoot =
+    uid === 0 && gid === 0 && kind !== "dir" && RUNNING_AS_ROOT && c.createdDirs.has(posix.dirname(target));
+  if (!alreadyRoot) await lchown(target, uid, gid);
   if (kind !== "symlink") {
     const srcMode = Number(st.mode) & 0o7777;
     const mode = c.modeChange ? c.modeChange(srcMode, kind === "dir") : srcMode;
