@@ -131,6 +131,19 @@ describe("copy: Docker destination rules", () => {
       want: ["all/", "all/dir/", "all/dir/sub/", "all/dir/sub/y", "all/dir/x", "all/f.txt", "all/g.md"],
     },
     {
+      name: "the whole source root onto the destination root",
+      src: "/",
+      dest: "/",
+      opts: { dirCopyContents: true },
+      want: ["dir/", "dir/sub/", "dir/sub/y", "dir/x", "f.txt", "g.md"],
+    },
+    {
+      name: "a file to the destination root",
+      src: "/dir/x",
+      dest: "/",
+      want: ["x"],
+    },
+    {
       name: "wildcards copy each match into a directory",
       src: "/*.*",
       dest: "/w/",

@@ -222,8 +222,13 @@ async function copySource(
   if ((!c.opts.dirCopyContents && srcIsDir && destStat) || (!srcIsDir && destStat?.isDirectory())) {
     target = `${target}/${posix.basename(cleanPath("/" + s))}`.replace(/\/+$/, "");
   }
-  const parent = c.opts.dirCopyContents && srcIsDir && !destStat ? target : posix.dirname(target);
-  c.createdParents.push(...(await mkdirAllInRoot(dstRoot, relativeToRoot(dstRoot, parent), dirOpts)).created);
+  const targetRel = relativeToRoot(dstRoot, target);
+  // The directory that must exist: target itself for contents going to a new dir, else its parent.
+  const parentRel =
+    (c.opts.dirCopyContents && srcIsDir && !destStat) || targetRel === ""
+      ? targetRel
+      : posix.dirname(targetRel);
+  c.createdParents.push(...(await mkdirAllInRoot(dstRoot, parentRel, dirOpts)).created);
 
   if (!srcIsDir) {
     const linkTarget = srcStat.isSymbolicLink() ? await readlink(source) : undefined;

@@ -95,6 +95,16 @@ describe("openInRoot", () => {
     }
   });
 
+  test("follows a final symlink inside the root when asked", async () => {
+    await symlink("/etc/passwd", join(root, "pw-link"));
+    const fh = await openInRoot(root, "pw-link", constants.O_RDONLY, { followFinal: true });
+    try {
+      assert.equal((await fh.readFile()).toString(), "inside\n");
+    } finally {
+      await fh.close();
+    }
+  });
+
   test("refuses a symlink as the final component", async () => {
     await assert.rejects(openInRoot(root, "to-secret", constants.O_RDONLY), (err: NodeJS.ErrnoException) => {
       return err.code === "ELOOP";
@@ -103,12 +113,9 @@ describe("openInRoot", () => {
   });
 
   test("creates a file exclusively", async () => {
-    const fh = await openInRoot(
-      root,
-      "/a/new",
-      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
-      0o600,
-    );
+    const fh = await openInRoot(root, "/a/new", constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, {
+      mode: 0o600,
+    });
     await fh.close();
     assert.ok((await stat(join(root, "a/new"))).isFile());
     await assert.rejects(

@@ -118,22 +118,30 @@ export function relativeToRoot(root: string, p: string): string {
   return q === r ? "" : q.slice(r === "/" ? 1 : r.length + 1);
 }
 
+/** Options of {@link openInRoot}. */
+export interface OpenInRootOptions {
+  /** Permission bits of a file created by O_CREAT (default 0644, subject to the umask). */
+  mode?: number;
+  /** Follow a symlink in the last component inside the root (default false: such a link fails with ELOOP). */
+  followFinal?: boolean;
+}
+
 /**
- * Opens `unsafePath` inside `root` without following a symlink in its last component (O_NOFOLLOW),
- * then checks through /proc/self/fd that the file really opened lies inside the root; that catches a
- * directory swapped for a symlink between resolution and open. Limit: with O_CREAT, a file created
- * through such a race exists outside the root before the check fails, so roots must not be written
- * by untrusted processes while the daemon works in them (snapshots being applied never are).
+ * Opens `unsafePath` inside `root`, never following a symlink in the last component on the host
+ * (O_NOFOLLOW), then checks through /proc/self/fd that the file really opened lies inside the root;
+ * that catches a directory swapped for a symlink between resolution and open. Limit: with O_CREAT, a
+ * file created through such a race exists outside the root before the check fails, so roots must not
+ * be written by untrusted processes while the daemon works in them (snapshots being applied never are).
  */
 export async function openInRoot(
   root: string,
   unsafePath: string,
   flags: number,
-  mode = 0o644,
+  opts: OpenInRootOptions = {},
 ): Promise<FileHandle> {
-  const p = await resolveInRoot(root, unsafePath, { followFinal: false });
+  const p = await resolveInRoot(root, unsafePath, { followFinal: opts.followFinal ?? false });
   // Node opens every file with O_CLOEXEC already.
-  const fh = await open(p, flags | constants.O_NOFOLLOW, mode);
+  const fh = await open(p, flags | constants.O_NOFOLLOW, opts.mode ?? 0o644);
   try {
     const opened = await readlink(`/proc/self/fd/${fh.fd}`);
     const realRoot = await realpath(root);
