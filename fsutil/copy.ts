@@ -73,7 +73,7 @@ interface Copier {
   pool: TaskPool;
   /** The first destination of every multiply-linked source inode, so later ones become hard links. */
   inodes: Map<string, Promise<string>>;
-  /** Destination directories this source's copy created: nothing can be in the way inside them. */
+  /** Destination directories this source's copy created, still holding only what it put there. */
   createdDirs: Set<string>;
   /** Parent directories created for dest, whose times copying into them disturbs. */
   createdParents: string[];
@@ -209,7 +209,12 @@ async function copySource(
   // Docker's rule: a dest ending in "/" (or "/.") names a directory, created when missing.
   const { dir, base } = splitLast(dest);
   const ensure = base !== "" && base !== "." ? dir : dest;
-  if (ensure !== "") c.createdParents.push(...(await mkdirAllInRoot(dstRoot, ensure, dirOpts)).created);
+  const makeDirs = async (rel: string): Promise<void> => {
+    const { created } = await mkdirAllInRoot(dstRoot, rel, dirOpts);
+    c.createdParents.push(...created);
+    for (const d of created) c.createdDirs.add(d);
+  };
+  if (ensure !== "") await makeDirs(ensure);
 
   let target = await resolveInRoot(dstRoot, cleanPath(dest));
   const source = await resolveInRoot(srcRoot, s, { followFinal: c.opts.followSymlink ?? false });
@@ -228,7 +233,7 @@ async function copySource(
     (c.opts.dirCopyContents && srcIsDir && !destStat) || targetRel === ""
       ? targetRel
       : posix.dirname(targetRel);
-  c.createdParents.push(...(await mkdirAllInRoot(dstRoot, parentRel, dirOpts)).created);
+  await makeDirs(parentRel);
 
   if (!srcIsDir) {
     const linkTarget = srcStat.isSymbolicLink() ? await readlink(source) : undefined;
@@ -266,6 +271,7 @@ async function copySource(
  * symlink in the destination is never followed. Returns whether the directory was created.
  */
 async function ensureDir(c: Copier, target: string): Promise<boolean> {
+  if (c.createdDirs.has(target)) return false;
   let existing = c.createdDirs.has(posix.dirname(target))
     ? undefined
     : await lstat(target).catch(() => undefined);
@@ -288,7 +294,7 @@ async function ensureDir(c: Copier, target: string): Promise<boolean> {
 
 /** Makes room for a non-directory at `target`: removes a file or symlink there, refuses a directory. */
 async function clearTarget(c: Copier, target: string): Promise<void> {
-  if (c.createdDirs.has(posix.dirname(target))) return;
+  if (c.createdDirs.has(posix.dirname(target)) && !c.createdDirs.has(target)) return;
   const existing = await lstat(target).catch(() => undefined);
   if (!existing) return;
   if (existing.isDirectory()) {
@@ -313,18 +319,17 @@ async function copyNonDir(c: Copier, src: string, e: WalkEntry, target: string):
       await link(firstTarget, target);
       return;
     }
-    let settle!: (p: Promise<string>) => void;
-    c.inodes.set(key, new Promise<string>((resolve) => (settle = resolve)));
+    // Registered before the first await, so every later link of this inode finds it.
     const done = copyOneFile(c, src, st, target).then(() => target);
-    settle(done);
+    // This task reports its own failure; the links waiting on it fail with it.
+    done.catch(() => {});
+    c.inodes.set(key, done);
     await done;
     return;
   }
+  if (st.isFile()) return copyOneFile(c, src, st, target);
   await clearTarget(c, target);
-  if (st.isFile()) {
-    await copyFile(src, target, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
-    await applyMetadata(c, target, st, "file");
-  } else if (st.isSymbolicLink()) {
+  if (st.isSymbolicLink()) {
     await symlink(e.linkTarget ?? (await readlink(src)), target);
     await applyMetadata(c, target, st, "symlink");
   } else if (st.isCharacterDevice() || st.isBlockDevice() || st.isFIFO()) {
