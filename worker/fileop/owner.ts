@@ -12,7 +12,8 @@ const MAX_DB_BYTES = 16 * 1024 * 1024;
 /** Where names are looked up: one root for both, or one per database. */
 export type OwnerLookupRoots = string | { user?: string; group?: string };
 
-interface DbEntry {
+/** One line of /etc/passwd or /etc/group. */
+export interface DbEntry {
   name: string;
   id: number;
   /** The primary group of a passwd entry. */
