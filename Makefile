@@ -13,9 +13,9 @@ NODE := $(NODE_DIR)node
 # Tools with a `#!/usr/bin/env node` shebang must find the same node first.
 export PATH := $(NODE_DIR):$(CURDIR)/node_modules/.bin:$(PATH)
 
-# Test files are found by name; TEST narrows them (make test-unit TEST=llb/).
+# Test files are found by name; TEST narrows them to paths starting with it (make unit TEST=llb/).
 TEST ?=
-TEST_FILES = $(shell find $(or $(TEST),.) -name '*.test.ts' -not -path '*/node_modules/*' -not -path './tmp/*' | sort)
+TEST_FILES = $(shell find . -name '*.test.ts' -not -path '*/node_modules/*' -not -path './tmp/*' | sed 's|^\./||' | grep '^$(TEST)' | sort)
 TEST_CONCURRENCY ?= 4
 NODE_TEST_FLAGS ?=
 
@@ -37,6 +37,7 @@ lint: deps
 	biome lint .
 
 unit: deps
+	$(if $(TEST_FILES),,$(error no test files match TEST=$(TEST)))
 	$(NODE) --test --test-concurrency=$(TEST_CONCURRENCY) $(NODE_TEST_FLAGS) $(TEST_FILES)
 
 validate: test fmt-check proto-lint proto-check
@@ -64,6 +65,11 @@ binaries: deps
 
 bench: binaries
 	@echo "benchmarks live in bench/; see bench/README.md"
+
+# Becomes a real build once the daemon lands (see README "What works today").
+demo:
+	@echo "make demo: not available yet: the buildd daemon has not landed. See README.md, 'What works today'." >&2
+	@exit 1
 
 clean:
 	rm -rf dist tmp

@@ -30,4 +30,7 @@ for (const name of commands) {
   writeFileSync(join(root, "bin", name), wrapper);
   chmodSync(join(root, "bin", name), 0o755);
 }
-console.log(`built ${commands.map((c) => `bin/${c}`).join(", ")}`);
+// bin/node: the project's Node runtime, for running scripts such as examples/*.ts.
+writeFileSync(join(root, "bin", "node"), `#!/bin/sh\nexec "${process.execPath}" "$@"\n`);
+chmodSync(join(root, "bin", "node"), 0o755);
+console.log(`built ${commands.map((c) => `bin/${c}`).join(", ")}, bin/node`);
