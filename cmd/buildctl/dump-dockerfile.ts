@@ -1,7 +1,11 @@
 // `buildctl debug dump-dockerfile [FILE]`: the parse of a Dockerfile as JSON lines, one per
 // instruction, with arguments exactly as written (before expansion and quote removal).
 import { readFile } from "node:fs/promises";
-import { DockerfileError, type Instruction, parseDockerfile } from "../../frontend/dockerfile/parser/index.ts";
+import {
+  DockerfileError,
+  type Instruction,
+  parseDockerfile,
+} from "../../frontend/dockerfile/parser/index.ts";
 import { readStdin } from "./io.ts";
 
 /** One output line: the instruction, its flags, raw arguments, heredocs and line range. */

@@ -8,7 +8,15 @@ function escapeRune(cp: number, quote: string): string {
   const ch = String.fromCodePoint(cp);
   if (ch === quote || ch === "\\") return `\\${ch}`;
   if (PRINTABLE.test(ch)) return ch;
-  const named: Record<number, string> = { 7: "\\a", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t", 11: "\\v" };
+  const named: Record<number, string> = {
+    7: "\\a",
+    8: "\\b",
+    12: "\\f",
+    10: "\\n",
+    13: "\\r",
+    9: "\\t",
+    11: "\\v",
+  };
   if (named[cp]) return named[cp]!;
   if (cp < 0x20 || cp === 0x7f) return `\\x${cp.toString(16).padStart(2, "0")}`;
   if (cp >= 0xd800 && cp <= 0xdfff) return "\\ufffd";
@@ -39,7 +47,7 @@ export function goList(list: readonly string[]): string {
   return `[${list.join(" ")}]`;
 }
 
-const NS = { ns: 1n, us: 1000n, "µs": 1000n, "μs": 1000n, ms: 1_000_000n, s: 1_000_000_000n } as const;
+const NS = { ns: 1n, us: 1000n, µs: 1000n, μs: 1000n, ms: 1_000_000n, s: 1_000_000_000n } as const;
 const UNITS: Record<string, bigint> = { ...NS, m: 60n * NS.s, h: 3600n * NS.s };
 
 /** Go's time.Duration.String(): "1h2m3.5s", "150ms", "0s". */
@@ -90,7 +98,10 @@ export function parseGoDuration(s: string): bigint {
     const m = /^(\d*)(?:\.(\d*))?([^\d.]+)/.exec(rest);
     if (!m || (m[1] === "" && (m[2] === undefined || m[2] === ""))) throw bad();
     const unitName = /^(ns|us|µs|μs|ms|s|m|h)/.exec(m[3]!)?.[1];
-    if (!unitName) throw new Error(`time: unknown unit ${goQuote(m[3]!.replace(/[\d.].*$/, ""))} in duration ${goQuote(s)}`);
+    if (!unitName)
+      throw new Error(
+        `time: unknown unit ${goQuote(m[3]!.replace(/[\d.].*$/, ""))} in duration ${goQuote(s)}`,
+      );
     const unit = UNITS[unitName]!;
     const whole = BigInt(m[1] || "0") * unit;
     const fracDigits = m[2] ?? "";

@@ -38,14 +38,19 @@ export const RULES = {
   ConsistentInstructionCasing: rule(
     "ConsistentInstructionCasing",
     "All commands within the Dockerfile should use the same casing (either upper or lower)",
-    (cmd: string, casing: string) => `Command '${cmd}' should match the case of the command majority (${casing})`,
+    (cmd: string, casing: string) =>
+      `Command '${cmd}' should match the case of the command majority (${casing})`,
   ),
   DuplicateStageName: rule("DuplicateStageName", "Stage names should be unique", (name: string) => {
     return `Duplicate stage name ${JSON.stringify(name)}, stage names should be unique`;
   }),
-  ReservedStageName: rule("ReservedStageName", "Reserved words should not be used as stage names", (n: string) => {
-    return `Stage name should not use the same name as reserved stage ${JSON.stringify(n)}`;
-  }),
+  ReservedStageName: rule(
+    "ReservedStageName",
+    "Reserved words should not be used as stage names",
+    (n: string) => {
+      return `Stage name should not use the same name as reserved stage ${JSON.stringify(n)}`;
+    },
+  ),
   JSONArgsRecommended: rule(
     "JSONArgsRecommended",
     "JSON arguments recommended for ENTRYPOINT/CMD to prevent unintended behavior related to OS signals",
@@ -63,17 +68,26 @@ export const RULES = {
     "The MAINTAINER instruction is deprecated, use a label instead to define an image author",
     () => "Maintainer instruction is deprecated in favor of using label",
   ),
-  UndefinedArgInFrom: rule("UndefinedArgInFrom", "FROM command must use declared ARGs", (arg: string, s: string) => {
-    return `FROM argument '${arg}' is not declared${s ? ` (did you mean ${s}?)` : ""}`;
-  }),
+  UndefinedArgInFrom: rule(
+    "UndefinedArgInFrom",
+    "FROM command must use declared ARGs",
+    (arg: string, s: string) => {
+      return `FROM argument '${arg}' is not declared${s ? ` (did you mean ${s}?)` : ""}`;
+    },
+  ),
   WorkdirRelativePath: rule(
     "WorkdirRelativePath",
     "Relative workdir without an absolute workdir declared within the build can have unexpected results if the base image changes",
-    (dir: string) => `Relative workdir ${JSON.stringify(dir)} can have unexpected results if the base image changes`,
+    (dir: string) =>
+      `Relative workdir ${JSON.stringify(dir)} can have unexpected results if the base image changes`,
   ),
-  UndefinedVar: rule("UndefinedVar", "Variables should be defined before their use", (v: string, s: string) => {
-    return `Usage of undefined variable '$${v}'${s ? ` (did you mean $${s}?)` : ""}`;
-  }),
+  UndefinedVar: rule(
+    "UndefinedVar",
+    "Variables should be defined before their use",
+    (v: string, s: string) => {
+      return `Usage of undefined variable '$${v}'${s ? ` (did you mean $${s}?)` : ""}`;
+    },
+  ),
   MultipleInstructionsDisallowed: rule(
     "MultipleInstructionsDisallowed",
     "Multiple instructions of the same type should not be used in the same stage",
@@ -140,7 +154,8 @@ export function parseCheckDirective(value: string | undefined): CheckConfig {
         else if (r !== "") config.skip.add(r);
       }
     } else if (key === "error") {
-      if (!/^(true|false|1|0)$/i.test(rawVal)) throw new Error(`invalid check error value ${JSON.stringify(rawVal)}`);
+      if (!/^(true|false|1|0)$/i.test(rawVal))
+        throw new Error(`invalid check error value ${JSON.stringify(rawVal)}`);
       config.error = /^(true|1)$/i.test(rawVal);
     } else {
       throw new Error(`invalid check option ${JSON.stringify(rawKey)}: want skip= or error=`);

@@ -45,7 +45,11 @@ export class DirectiveParser {
     }
     if (this.seen.has(key)) throw new Error(`only one ${key} parser directive can be used`);
     this.seen.add(key);
-    const directive: Directive = { name: key as Directive["name"], value: m[2]!, location: lineRange(this.line) };
+    const directive: Directive = {
+      name: key as Directive["name"],
+      value: m[2]!,
+      location: lineRange(this.line),
+    };
     if (key === "escape") {
       if (directive.value !== "`" && directive.value !== "\\") {
         throw new Error(`invalid escape token '${directive.value}' does not match \` or \\`);

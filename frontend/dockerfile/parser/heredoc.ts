@@ -40,7 +40,10 @@ export function parseHeredoc(word: string): Omit<Heredoc, "content"> | undefined
 export function heredocsFromLine(line: string): Omit<Heredoc, "content">[] {
   let words: string[];
   try {
-    words = new ShellLex("\\", { rawQuotes: true, rawEscapes: true, skipUnsetEnv: true }).processWords(line, NO_ENV);
+    words = new ShellLex("\\", { rawQuotes: true, rawEscapes: true, skipUnsetEnv: true }).processWords(
+      line,
+      NO_ENV,
+    );
   } catch {
     words = [];
   }

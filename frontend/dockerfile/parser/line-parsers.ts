@@ -147,7 +147,9 @@ export function parseNameVal(rest: string, instruction: string, escape: string):
   const pairs = words.map((word) => {
     const eq = word.indexOf("=");
     if (eq < 0) {
-      throw new Error(`Syntax error - can't find = in ${JSON.stringify(word)}. Must be of the form: name=value`);
+      throw new Error(
+        `Syntax error - can't find = in ${JSON.stringify(word)}. Must be of the form: name=value`,
+      );
     }
     return { key: word.slice(0, eq), value: word.slice(eq + 1), delim: true };
   });

@@ -4,7 +4,13 @@ import { DockerfileError } from "./errors.ts";
 import { findDirective } from "./directives.ts";
 import { type Instruction, parseDockerfile } from "./parser.ts";
 
-const brief = (i: Instruction) => ({ cmd: i.name, flags: i.flags, args: i.args, start: i.startLine, end: i.endLine });
+const brief = (i: Instruction) => ({
+  cmd: i.name,
+  flags: i.flags,
+  args: i.args,
+  start: i.startLine,
+  end: i.endLine,
+});
 const parse = (text: string) => parseDockerfile(text).instructions.map(brief);
 
 test("instructions, flags, raw arguments and line numbers", () => {
@@ -20,7 +26,7 @@ test("instructions, flags, raw arguments and line numbers", () => {
     "EXPOSE 80/tcp 443",
     "HEALTHCHECK --interval=5s CMD curl -f http://x/",
     "ONBUILD RUN echo hi",
-    "SHELL [\"/bin/bash\", \"-c\"]",
+    'SHELL ["/bin/bash", "-c"]',
   ].join("\n");
   assert.deepEqual(parse(df), [
     {
@@ -69,15 +75,25 @@ test("continuation lines join; comments inside are dropped; blank ones warn", ()
     [["NoEmptyContinuation", 6]],
   );
   // An escaped escape at the end is not a continuation.
-  assert.deepEqual(parse("RUN echo \\\\\nRUN b").map((i) => i.args), [["echo \\\\"], ["b"]]);
+  assert.deepEqual(
+    parse("RUN echo \\\\\nRUN b").map((i) => i.args),
+    [["echo \\\\"], ["b"]],
+  );
   // A continuation at the end of the file just ends the instruction.
-  assert.deepEqual(parse("RUN a \\").map((i) => i.args), [["a"]]);
+  assert.deepEqual(
+    parse("RUN a \\").map((i) => i.args),
+    [["a"]],
+  );
   // A lone escape character on a line continues too.
-  assert.deepEqual(parse("RUN a\\\n\\\nb").map((i) => i.args), [["ab"]]);
+  assert.deepEqual(
+    parse("RUN a\\\n\\\nb").map((i) => i.args),
+    [["ab"]],
+  );
 });
 
 test("escape=` makes the backtick the escape and continuation character", () => {
-  const df = "# escape=`\nFROM mcr.microsoft.com/windows\nCOPY C:\\src\\ C:\\dst\\\nRUN dir `\n  C:\\ `\n  /b\n";
+  const df =
+    "# escape=`\nFROM mcr.microsoft.com/windows\nCOPY C:\\src\\ C:\\dst\\\nRUN dir `\n  C:\\ `\n  /b\n";
   const r = parseDockerfile(df);
   assert.equal(r.escapeToken, "`");
   assert.deepEqual(r.instructions.map(brief), [
@@ -97,11 +113,18 @@ test("directives: only at the top, once each, with valid values", () => {
       ["check", "skip=JSONArgsRecommended", 2],
     ],
   );
-  assert.equal(parseDockerfile("# a comment\n# escape=`\nFROM a").escapeToken, "\\", "too late to be a directive");
+  assert.equal(
+    parseDockerfile("# a comment\n# escape=`\nFROM a").escapeToken,
+    "\\",
+    "too late to be a directive",
+  );
   assert.equal(parseDockerfile("\n# escape=`\nFROM a").escapeToken, "\\", "a blank line ends directives");
   assert.equal(parseDockerfile("# unknown=1\n# escape=`\nFROM a").escapeToken, "\\");
   assert.equal(parseDockerfile("  #  ESCAPE = `  \nFROM a").escapeToken, "`");
-  assert.throws(() => parseDockerfile("# escape=`\n# escape=\\\nFROM a"), /2: only one escape parser directive/);
+  assert.throws(
+    () => parseDockerfile("# escape=`\n# escape=\\\nFROM a"),
+    /2: only one escape parser directive/,
+  );
   assert.throws(() => parseDockerfile("# escape=x\nFROM a"), /invalid escape token 'x' does not match/);
   assert.throws(() => parseDockerfile("# check=bogus=1\nFROM a"), /failed to parse check options/);
   assert.equal(findDirective("syntax", "#!/usr/bin/env x\n# syntax=a/b:1\nFROM x")?.value, "a/b:1");
@@ -144,8 +167,12 @@ test("heredocs: bodies, quoted delimiters, <<-, several per instruction, line ra
       ["run", 17, 17],
     ],
   );
-  assert.deepEqual(docs[1], [{ name: "EOF", fileDescriptor: 0, expand: true, chomp: false, content: "echo $HOME\n" }]);
-  assert.deepEqual(docs[2], [{ name: "EOT", fileDescriptor: 0, expand: false, chomp: true, content: "\techo one\n" }]);
+  assert.deepEqual(docs[1], [
+    { name: "EOF", fileDescriptor: 0, expand: true, chomp: false, content: "echo $HOME\n" },
+  ]);
+  assert.deepEqual(docs[2], [
+    { name: "EOT", fileDescriptor: 0, expand: false, chomp: true, content: "\techo one\n" },
+  ]);
   assert.deepEqual(
     docs[3]!.map((d) => [d.name, d.expand, d.content]),
     [
@@ -153,7 +180,9 @@ test("heredocs: bodies, quoted delimiters, <<-, several per instruction, line ra
       ["b.txt", false, "beta $X\n"],
     ],
   );
-  assert.deepEqual(docs[4], [{ name: "EOF", fileDescriptor: 3, expand: true, chomp: false, content: "three\n" }]);
+  assert.deepEqual(docs[4], [
+    { name: "EOF", fileDescriptor: 3, expand: true, chomp: false, content: "three\n" },
+  ]);
   assert.deepEqual(docs[5], [], "JSON form never has heredocs");
   assert.deepEqual(r.instructions[3]!.args, ["<<a.txt", '<<"b.txt"', "/dest/"]);
   assert.throws(
@@ -167,7 +196,9 @@ test("heredocs: bodies, quoted delimiters, <<-, several per instruction, line ra
 });
 
 test("JSON that is not JSON falls back to shell form with a warning; a non-string array is an error", () => {
-  const r = parseDockerfile("FROM a\nCMD ['sh', '-c', 'x']\nRUN [ -f /x ] && echo\nENTRYPOINT [\"a\" \"b\"]\n");
+  const r = parseDockerfile(
+    "FROM a\nCMD ['sh', '-c', 'x']\nRUN [ -f /x ] && echo\nENTRYPOINT [\"a\" \"b\"]\n",
+  );
   assert.deepEqual(r.instructions[1]!.args, ["['sh', '-c', 'x']"]);
   assert.equal(r.instructions[1]!.json, false);
   assert.deepEqual(r.instructions[2]!.args, ["[ -f /x ] && echo"], "a shell test command is not JSON");
@@ -196,16 +227,28 @@ test("empty files, comments only, BOM and CRLF", () => {
 });
 
 test("ENV and LABEL forms and their errors", () => {
-  assert.deepEqual(parse("ENV A=1 B='two words' C=\"3\" D=")[0]!.args, ["A", "1", "B", "'two words'", "C", '"3"', "D", ""]);
+  assert.deepEqual(parse("ENV A=1 B='two words' C=\"3\" D=")[0]!.args, [
+    "A",
+    "1",
+    "B",
+    "'two words'",
+    "C",
+    '"3"',
+    "D",
+    "",
+  ]);
   assert.deepEqual(parse("ENV A one two  three")[0]!.args, ["A", "one two  three"]);
   assert.deepEqual(parse("ENV A=a\\ b")[0]!.args, ["A", "a\\ b"]);
   assert.deepEqual(parse("ENV")[0]!.args, []);
   assert.throws(() => parseDockerfile("ENV A"), /Dockerfile:1: ENV must have two arguments/);
-  assert.throws(() => parseDockerfile("FROM a\nLABEL a=1 b"), /Dockerfile:2: Syntax error - can't find = in "b"/);
+  assert.throws(
+    () => parseDockerfile("FROM a\nLABEL a=1 b"),
+    /Dockerfile:2: Syntax error - can't find = in "b"/,
+  );
 });
 
 test("flags: quotes and escapes are removed, -- ends them, a value-less flag is kept", () => {
-  assert.deepEqual(parse('COPY --chown="a b" --link --exclude=\'*.md\' src dst')[0], {
+  assert.deepEqual(parse("COPY --chown=\"a b\" --link --exclude='*.md' src dst")[0], {
     cmd: "copy",
     flags: ["--chown=a b", "--link", "--exclude=*.md"],
     args: ["src", "dst"],
@@ -218,7 +261,7 @@ test("flags: quotes and escapes are removed, -- ends them, a value-less flag is 
 });
 
 test("errors carry the file, the lines and the instruction, and format like a compiler", () => {
-  const src = "FROM a\nRUN ok\nCMD [\"x\", 2]\nRUN after\n";
+  const src = 'FROM a\nRUN ok\nCMD ["x", 2]\nRUN after\n';
   let err: DockerfileError | undefined;
   try {
     parseDockerfile(src, { file: "app/Dockerfile.dev" });
@@ -246,5 +289,8 @@ test("errors carry the file, the lines and the instruction, and format like a co
 });
 
 test("a line over 64 KiB is refused", () => {
-  assert.throws(() => parseDockerfile(`FROM a\nRUN ${"x".repeat(70_000)}\n`), /Dockerfile:2: dockerfile line greater than max/);
+  assert.throws(
+    () => parseDockerfile(`FROM a\nRUN ${"x".repeat(70_000)}\n`),
+    /Dockerfile:2: dockerfile line greater than max/,
+  );
 });

@@ -231,8 +231,16 @@ test("BuildKit's matched-variable cases: defaults, patterns and replacements", (
     ["${FOO#?\\?}", { FOO: "???y" }, "?y"],
     ["${ABC:-.}${FOO%x}${ABC:-.}", { FOO: "xxyy" }, ".xxyy."],
     ["${FOO%%\\**\\*}", { FOO: "a***yy*" }, "a"],
-    ["${FOO/$NEEDLE/.} - ${FOO//$NEEDLE/.}", { FOO: "/foo*/*/*.txt", NEEDLE: "\\*/" }, "/foo.*/*.txt - /foo..*.txt"],
-    ["${FOO/$NEEDLE/} - ${FOO//$NEEDLE/}", { FOO: "/tmp/tmp/bar.txt", NEEDLE: "/tmp" }, "/tmp/bar.txt - /bar.txt"],
+    [
+      "${FOO/$NEEDLE/.} - ${FOO//$NEEDLE/.}",
+      { FOO: "/foo*/*/*.txt", NEEDLE: "\\*/" },
+      "/foo.*/*.txt - /foo..*.txt",
+    ],
+    [
+      "${FOO/$NEEDLE/} - ${FOO//$NEEDLE/}",
+      { FOO: "/tmp/tmp/bar.txt", NEEDLE: "/tmp" },
+      "/tmp/bar.txt - /bar.txt",
+    ],
     [
       "${FOO/$NEEDLE/$R} - ${FOO//$NEEDLE/$R}",
       { FOO: "/a/foo/b/c.txt", NEEDLE: "/?/", R: "/" },
@@ -270,7 +278,10 @@ test("${VAR?msg} fails with the message, expanded", () => {
   );
   assert.throws(() => lex.processWord("${VAR?}", []), /VAR: is not allowed to be unset/);
   assert.throws(() => lex.processWord("${VAR:?}", ["VAR="]), /VAR: is not allowed to be empty/);
-  assert.throws(() => lex.processWord("he${}", []), /failed to process "he\$\{\}": syntax error: bad substitution/);
+  assert.throws(
+    () => lex.processWord("he${}", []),
+    /failed to process "he\$\{\}": syntax error: bad substitution/,
+  );
   assert.throws(() => lex.processWord("${a", []), /unsupported modifier/);
   assert.throws(() => lex.processWord("${a:-b", []), /syntax error: missing '\}'/);
   assert.throws(() => lex.processWord("${a/b", []), /syntax error: missing '\/' in \$\{\}/);
@@ -288,7 +299,10 @@ test("raw modes keep quotes, escapes and unset references as written", () => {
 
 test("env sources: lookups, records and K=V lists where the last entry wins", () => {
   const lex = new ShellLex();
-  assert.equal(lex.processWord("$A-$B", (n) => (n === "A" ? "1" : undefined)), "1-");
+  assert.equal(
+    lex.processWord("$A-$B", (n) => (n === "A" ? "1" : undefined)),
+    "1-",
+  );
   assert.equal(lex.processWord("$A", ["A=1", "A=2"]), "2");
   assert.equal(lex.processWord("${A-unset}", ["A"]), "", "a bare name is set to empty");
   assert.equal(lex.processWord("${toString-unset}", {}), "unset", "no prototype leaks");

@@ -3,7 +3,14 @@
 // words. It is a port of the behaviour, quirks included, because Dockerfiles rely on them: an
 // expansion that differs by a character changes a cache key or a file path.
 import { goQuote } from "../gofmt.ts";
-import { PatternError, replaceAllGo, replaceFirst, shellPatternToRegex, trimPrefix, trimSuffix } from "./pattern.ts";
+import {
+  PatternError,
+  replaceAllGo,
+  replaceFirst,
+  shellPatternToRegex,
+  trimPrefix,
+  trimSuffix,
+} from "./pattern.ts";
 
 /** Where variable values come from: a lookup, a record, or "K=V" strings (last one wins). */
 export type EnvSource =
