@@ -115,6 +115,12 @@ export const RULES = {
     "Default value for global ARG results in an empty or invalid base image name",
     (base: string) => `Default value for ARG ${base} results in empty or invalid base image name`,
   ),
+  InvalidBaseImagePlatform: rule(
+    "InvalidBaseImagePlatform",
+    "Base image platform does not match expected target platform",
+    (image: string, expected: string, actual: string) =>
+      `Base image ${image} was pulled with platform ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)} for current build`,
+  ),
   FromPlatformFlagConstDisallowed: rule(
     "FromPlatformFlagConstDisallowed",
     "FROM --platform flag should not use a constant value",
@@ -171,6 +177,11 @@ export class Linter {
 
   constructor(config: CheckConfig = parseCheckDirective(undefined)) {
     this.config = config;
+  }
+
+  /** A new linter with the same configuration and no warnings. */
+  fork(): Linter {
+    return new Linter(this.config);
   }
 
   /** Records a warning for `rule` unless the rule is skipped. */

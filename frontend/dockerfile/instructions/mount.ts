@@ -145,10 +145,11 @@ export function parseMount(spec: string, expand?: (word: string) => string): Mou
     if (expand) {
       value = expand(value);
     } else {
-      if (key === "from" && /\$./.test(value)) {
+      // Before expansion only `from` is read: it names a stage this one depends on.
+      if (key !== "from") continue;
+      if (/\$./.test(value)) {
         throw new Error(`'${key}' doesn't support variable expansion, define alias stage instead`);
       }
-      continue;
     }
     const bool = () => {
       const b = parseGoBool(value);

@@ -38,7 +38,7 @@ export class DirectiveParser {
       return undefined;
     }
     const m = DIRECTIVE_RE.exec(text.slice(this.prefix.length).replace(/^\s+/, ""));
-    const key = m?.[1]!.toLowerCase();
+    const key = m?.[1]?.toLowerCase();
     if (!m || !key || !KNOWN.has(key)) {
       this.done = true;
       return undefined;

@@ -81,7 +81,7 @@ export function parseString(rest: string): ParsedArgs {
  * Words separated by whitespace where quoted or escaped text stays in one word; quotes and
  * escapes are kept, to be removed by expansion later.
  */
-export function parseWords(rest: string, escape: string): string[] {
+export function parseWords(rest: string, escapeChar: string): string[] {
   const chars = Array.from(rest);
   const words: string[] = [];
   let phase: "spaces" | "word" | "quote" = "spaces";
@@ -112,7 +112,7 @@ export function parseWords(rest: string, escape: string): string[] {
         blankOK = true;
         phase = "quote";
       }
-      if (ch === escape) {
+      if (ch === escapeChar) {
         if (pos + 1 === chars.length) continue;
         word += ch;
         ch = chars[++pos]!;
@@ -121,7 +121,7 @@ export function parseWords(rest: string, escape: string): string[] {
       continue;
     }
     if (ch === quote) phase = "word";
-    if (ch === escape && quote !== "'") {
+    if (ch === escapeChar && quote !== "'") {
       if (pos + 1 === chars.length) {
         phase = "word";
         continue;
@@ -135,8 +135,8 @@ export function parseWords(rest: string, escape: string): string[] {
 }
 
 /** ENV and LABEL: `k=v k2="v 2"` pairs, or the legacy `k value with spaces` form. */
-export function parseNameVal(rest: string, instruction: string, escape: string): ParsedArgs {
-  const words = parseWords(rest, escape);
+export function parseNameVal(rest: string, instruction: string, escapeChar: string): ParsedArgs {
+  const words = parseWords(rest, escapeChar);
   if (words.length === 0) return { args: [], json: false, pairs: [] };
   if (!words[0]!.includes("=")) {
     const m = /^([^\t\v\f\r ]*?)[\t\v\f\r ]+([\s\S]*)$/.exec(rest);

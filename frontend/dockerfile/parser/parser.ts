@@ -71,19 +71,19 @@ export interface ParseOptions {
 const MAX_LINE_BYTES = 64 * 1024;
 const HEREDOC_INSTRUCTIONS = new Set(["run", "copy", "add"]);
 
-type LineParser = (rest: string, escape: EscapeToken, name: string) => ParsedArgs;
+type LineParser = (rest: string, escapeChar: EscapeToken, name: string) => ParsedArgs;
 
 const LINE_PARSERS: Record<string, LineParser> = {
   add: parseMaybeJSONToList,
-  arg: (rest, escape) => ({ args: parseWords(rest, escape), json: false }),
+  arg: (rest, escapeChar) => ({ args: parseWords(rest, escapeChar), json: false }),
   cmd: parseMaybeJSON,
   copy: parseMaybeJSONToList,
   entrypoint: parseMaybeJSON,
-  env: (rest, escape) => parseNameVal(rest, "ENV", escape),
+  env: (rest, escapeChar) => parseNameVal(rest, "ENV", escapeChar),
   expose: parseWhitespaceWords,
   from: parseWhitespaceWords,
   healthcheck: parseHealthConfig,
-  label: (rest, escape) => parseNameVal(rest, "LABEL", escape),
+  label: (rest, escapeChar) => parseNameVal(rest, "LABEL", escapeChar),
   maintainer: parseString,
   run: parseMaybeJSON,
   shell: parseMaybeJSON,
@@ -113,8 +113,8 @@ const trimLeadingSpace = (s: string) => s.replace(/^\p{White_Space}+/u, "");
 const isComment = (s: string) => trimLeadingSpace(s).startsWith("#");
 const isEmptyContinuation = (s: string) => trimLeadingSpace(trimNewline(s)) === "";
 
-function continuationRegex(escape: EscapeToken): RegExp {
-  const e = escape === "\\" ? "\\\\" : "`";
+function continuationRegex(escapeChar: EscapeToken): RegExp {
+  const e = escapeChar === "\\" ? "\\\\" : "`";
   return new RegExp(`([^${e}])${e}[ \\t]*$|^${e}[ \\t]*$`);
 }
 
@@ -260,7 +260,7 @@ function setLines(node: Instruction, start: number, end: number): void {
 }
 
 /** Builds the instruction for one logical line; throws plain errors for the caller to locate. */
-function nodeFromLine(line: string, escape: EscapeToken, comments: string[]): Instruction {
+function nodeFromLine(line: string, escapeChar: EscapeToken, comments: string[]): Instruction {
   const { command, flags, rest } = splitCommand(line);
   const name = command.toLowerCase();
   const node: Instruction = {
@@ -278,14 +278,14 @@ function nodeFromLine(line: string, escape: EscapeToken, comments: string[]): In
   };
   if (name === "onbuild") {
     if (rest !== "") {
-      node.sub = nodeFromLine(rest, escape, []);
+      node.sub = nodeFromLine(rest, escapeChar, []);
       node.args = [node.sub.rawName, ...node.sub.args];
     }
     return node;
   }
   const parse = LINE_PARSERS[name];
   // Unknown instructions parse (as words) and are refused when they are turned into commands.
-  const parsed = parse ? parse(rest, escape, name) : parseWhitespaceWords(rest);
+  const parsed = parse ? parse(rest, escapeChar, name) : parseWhitespaceWords(rest);
   node.args = parsed.args;
   node.json = parsed.json;
   if (parsed.pairs) node.pairs = parsed.pairs;

@@ -110,16 +110,21 @@ class WordCollector {
 class WordScanner {
   private readonly chars: string[];
   private pos = 0;
-  private readonly escape: string;
+  private readonly escapeChar: string;
   private readonly opts: LexOptions;
   private readonly lookup: (name: string) => string | undefined;
   private rawEscapes: boolean;
   readonly matched = new Set<string>();
   readonly unmatched = new Set<string>();
 
-  constructor(word: string, escape: string, opts: LexOptions, lookup: (name: string) => string | undefined) {
+  constructor(
+    word: string,
+    escapeChar: string,
+    opts: LexOptions,
+    lookup: (name: string) => string | undefined,
+  ) {
     this.chars = Array.from(word);
-    this.escape = escape;
+    this.escapeChar = escapeChar;
     this.opts = opts;
     this.lookup = lookup;
     this.rawEscapes = opts.rawEscapes ?? false;
@@ -173,7 +178,7 @@ class WordScanner {
         continue;
       }
       ch = this.next()!;
-      if (ch === this.escape) {
+      if (ch === this.escapeChar) {
         if (this.rawEscapes) {
           words.addRawChar(ch);
           result += ch;
@@ -197,7 +202,8 @@ class WordScanner {
   /** '...': everything literal, and there is no way to escape a single quote inside. */
   private processSingleQuote(): string {
     const raw = this.opts.rawQuotes;
-    let result = raw ? this.next()! : (this.next(), "");
+    const open = this.next()!;
+    let result = raw ? open : "";
     for (;;) {
       const ch = this.next();
       if (ch === EOF) {
@@ -211,7 +217,8 @@ class WordScanner {
   /** "...": $ expands; the escape character escapes only " $ and itself. */
   private processDoubleQuote(): string {
     const raw = this.opts.rawQuotes;
-    let result = raw ? this.next()! : (this.next(), "");
+    const open = this.next()!;
+    let result = raw ? open : "";
     for (;;) {
       const peek = this.peek();
       if (peek === EOF) {
@@ -226,11 +233,11 @@ class WordScanner {
         continue;
       }
       let ch = this.next()!;
-      if (ch === this.escape) {
+      if (ch === this.escapeChar) {
         if (this.rawEscapes) result += ch;
         const after = this.peek();
         if (after === EOF) continue;
-        if (after === '"' || after === "$" || after === this.escape) ch = this.next()!;
+        if (after === '"' || after === "$" || after === this.escapeChar) ch = this.next()!;
       }
       result += ch;
     }
