@@ -121,6 +121,19 @@ function platformOf(p: PlatformSpec | undefined): PlatformSpec | undefined {
   return p && parsePlatformSpec(`${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ""}`);
 }
 
+/** A FROM --platform constant is suspicious unless the stage name says which platform it is for. */
+function warnConstantPlatform(stage: Stage, value: string, lint: Linter): void {
+  let p: PlatformSpec;
+  try {
+    p = parsePlatformSpec(value);
+  } catch {
+    return; // reported as an error when the platform is parsed
+  }
+  if (!stage.name.includes(p.os) && !stage.name.includes(p.architecture)) {
+    lint.warn("FromPlatformFlagConstDisallowed", stage.location, value);
+  }
+}
+
 function validateStageNames(stages: Stage[], lint: Linter): void {
   const seen = new Set<string>();
   for (const s of stages) {
@@ -249,12 +262,7 @@ async function convertOnce(
         ) {
           lint.warn("RedundantTargetPlatform", stage.location, stage.platform);
         }
-        if (r.matched.size === 0 && r.unmatched.size === 0) {
-          const constant = parsePlatformSpec(value);
-          if (!stage.name.includes(constant.os) && !stage.name.includes(constant.architecture)) {
-            lint.warn("FromPlatformFlagConstDisallowed", stage.location, value);
-          }
-        }
+        if (r.matched.size === 0 && r.unmatched.size === 0) warnConstantPlatform(stage, value, lint);
       } catch (e) {
         throw located(
           new Error(`failed to process arguments for platform ${stage.platform}: ${(e as Error).message}`),

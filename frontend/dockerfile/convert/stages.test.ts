@@ -43,8 +43,11 @@ test("COPY --from reads the builder stage's output; an unrelated stage is not in
   const ancestors = (name: string) => {
     const seen = new Set<string>();
     const walk = (d: string) => {
-      for (const i of r.byDigest.get(d)!.op.inputs)
-        if (!seen.has(i.digest)) seen.add(i.digest), walk(i.digest);
+      for (const i of r.byDigest.get(d)!.op.inputs) {
+        if (seen.has(i.digest)) continue;
+        seen.add(i.digest);
+        walk(i.digest);
+      }
     };
     walk(r.named(name).digest);
     return seen;

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: "${...}" here is Dockerfile syntax, not a template.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { DockerfileError } from "../parser/errors.ts";

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: "${...}" here is Dockerfile syntax, not a template.
 // The expansion table: inputs and results that BuildKit's lexer produces (its envVarTest and
 // wordsTest behaviour), so any drift from BuildKit shows up as a failing row.
 import assert from "node:assert/strict";

@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: "${...}" here is Dockerfile syntax, not a template.
 // Shell word expansion as BuildKit's Dockerfile frontend does it: quotes, escapes (with `\` or
 // the backtick chosen by `# escape=`), $VAR and the ${VAR...} forms, and optional splitting into
 // words. It is a port of the behaviour, quirks included, because Dockerfiles rely on them: an
