@@ -140,6 +140,14 @@ test("a base image for another platform than asked: its platform is used when it
   );
 });
 
+test("a global ARG default that makes an invalid image name is a warning", async () => {
+  const r = await convert("ARG IMG\nFROM ${IMG}\n", { buildArgs: { IMG: "busybox" } });
+  assert.deepEqual(
+    r.warnings.map((w) => [w.rule, w.message]),
+    [["InvalidDefaultArgInFrom", "Default value for ARG ${IMG} results in empty or invalid base image name"]],
+  );
+});
+
 test("undefined variables in FROM and elsewhere are warnings", async () => {
   const r = await convert(
     "ARG VERSON=1\nFROM busybox:${VERSION:-latest}\nARG A\nENV B=$A$UNDEFINED\nCOPY $MISSING /x\n",

@@ -2,7 +2,7 @@
 // target needs, then convert each needed stage's instructions into ops and an image config.
 // Stages the target does not reach are not converted; independent stages become independent
 // branches of the graph, which the solver runs in parallel.
-import { local, type PlatformSpec, type State, scratch } from "../../../llb/index.ts";
+import { local, type PlatformSpec, parseImageRef, type State, scratch } from "../../../llb/index.ts";
 import type { Command, Dockerfile, Stage } from "../instructions/commands.ts";
 import { expandCommand } from "../instructions/expand.ts";
 import { closest } from "../instructions/mount.ts";
@@ -41,7 +41,7 @@ import {
 import { expandWithLint } from "./expansion.ts";
 import { DEFAULT_PATH, emptyImage, parseImageConfig, splitKeyValue } from "./image.ts";
 import type { ConvertInput, ConvertResult, SourceMap } from "./options.ts";
-import { defaultArgs, parsePlatformSpec, platformOpt } from "./platform.ts";
+import { defaultArgs, type PlatformOpt, parsePlatformSpec, platformOpt } from "./platform.ts";
 import { INTERNAL_NAMES } from "./progress.ts";
 import {
   addDependencies,
@@ -119,6 +119,39 @@ function memoizeResolver(r: ConvertInput["resolveImageConfig"]): ConvertInput["r
 
 function platformOf(p: PlatformSpec | undefined): PlatformSpec | undefined {
   return p && parsePlatformSpec(`${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ""}`);
+}
+
+/** Warns about FROM lines whose image is empty or invalid when no build args are given. */
+function warnInvalidDefaultBases(
+  df: Dockerfile,
+  po: PlatformOpt,
+  target: string,
+  lex: ShellLex,
+  lint: Linter,
+): void {
+  const args = defaultArgs(po, {}, target);
+  try {
+    for (const cmd of df.metaArgs) {
+      for (const kv of cmd.args) {
+        if (kv.value !== undefined)
+          args.set(
+            kv.key,
+            lex.processWord(kv.value, (k) => args.get(k)),
+          );
+      }
+    }
+    for (const st of df.stages) {
+      const name = lex.processWord(st.baseName, (k) => args.get(k));
+      try {
+        if (name === "") throw new Error("empty");
+        parseImageRef(name);
+      } catch {
+        lint.warn("InvalidDefaultArgInFrom", st.location, st.baseName);
+      }
+    }
+  } catch {
+    // The conversion itself reports expansion errors.
+  }
 }
 
 /** A FROM --platform constant is suspicious unless the stage name says which platform it is for. */
@@ -206,6 +239,7 @@ async function convertOnce(
       declared.add(kv.key);
     }
   }
+  warnInvalidDefaultBases(df, po, targetName, lex, lint);
   const globalEnv = (k: string) => globalArgs.get(k);
   const known = [...new Set([...declared, ...globalArgs.keys()])];
   const reportFromArgs = (unmatched: Set<string>, st: Stage) => {
@@ -332,7 +366,9 @@ async function convertOnce(
   if (set.states.length === 1) set.states[0]!.stageName = "";
 
   const prefixPlatform = input.multiPlatform ?? false;
+  const sourceMap: SourceMap = { filename: file, language: "Dockerfile", data: source, locations: new Map() };
   const reachable = await resolveStages(set, targetState, {
+    sourceMap,
     platforms: po,
     prefixPlatform,
     resolver: opts.resolveImageConfig,
@@ -344,7 +380,6 @@ async function convertOnce(
     source,
   });
 
-  const sourceMap: SourceMap = { filename: file, language: "Dockerfile", data: source, locations: new Map() };
   const epochSeconds = input.sourceDateEpoch ?? epochFromBuildArgs(buildArgs);
   const epoch =
     epochSeconds === undefined

@@ -38,7 +38,11 @@ test("--chown, --chmod (octal and symbolic), --exclude, --parents", async () => 
   );
   const [a] = copies(r.named(/COPY --chown=app/));
   assert.equal(a!.mode, 0o750);
-  assert.equal(a!.owner?.user?.user.case, "byName");
+  assert.deepEqual(
+    a!.owner?.user?.user.value,
+    { $typeName: "pb.NamedUserOpt", name: "app", input: 0n },
+    "resolved in the destination",
+  );
   assert.deepEqual(a!.owner?.group?.user, { case: "byID", value: 1000 });
   const [b] = copies(r.named(/COPY --chown=root/));
   assert.deepEqual([b!.mode, b!.modeStr], [-1, "u+x,g-w"]);

@@ -56,6 +56,10 @@ test("the source map leads from an op back to its lines", async () => {
   assert.deepEqual(byDigest.get(run.digest)![0]!.start.line, 2);
   assert.deepEqual(byDigest.get(run.digest)![0]!.end.line, 3);
   assert.deepEqual(byDigest.get(r.named("[3/3] COPY x /x").digest)![0]!.start.line, 4);
+  assert.deepEqual(
+    byDigest.get(r.named("[1/3] FROM docker.io/library/busybox:latest").digest)![0]!.start.line,
+    1,
+  );
   assert.equal(r.sourceMap.filename, "Dockerfile");
   assert.match(r.sourceMap.data, /^FROM busybox/);
 });

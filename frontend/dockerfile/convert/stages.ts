@@ -24,7 +24,7 @@ import {
   reachableStages,
 } from "./dispatch-state.ts";
 import { cloneImage, type DockerImage, emptyImage, parseImageConfig } from "./image.ts";
-import type { ImageConfigResolver, ResolveMode } from "./options.ts";
+import type { ImageConfigResolver, ResolveMode, SourceMap } from "./options.ts";
 import { formatPlatformSpec, normalizePlatform, type PlatformOpt } from "./platform.ts";
 import { prefixCommand } from "./progress.ts";
 
@@ -130,6 +130,7 @@ export function checkCycles(
 
 export interface ResolveContext {
   platforms: PlatformOpt;
+  sourceMap: SourceMap;
   prefixPlatform: boolean;
   resolver?: ImageConfigResolver;
   resolveMode: ResolveMode;
@@ -228,15 +229,19 @@ async function resolveBase(d: DispatchState, reachable: boolean, ctx: ResolveCon
     }
   }
   d.stage = { ...d.stage, baseName: ref };
-  d.state = isScratch
-    ? scratch()
-    : image(ref, {
-        platform,
-        customName: prefixCommand(d, `FROM ${ref}`, { prefixPlatform: ctx.prefixPlatform, platform }),
-        description: { "com.docker.dockerfile.v1.command": d.stage.code },
-        ...(ctx.resolveMode !== "default" ? { resolveMode: ctx.resolveMode } : {}),
-      });
   d.platform = platform;
+  if (isScratch) {
+    d.state = scratch();
+    return;
+  }
+  const name = prefixCommand(d, `FROM ${ref}`, { prefixPlatform: ctx.prefixPlatform, platform });
+  d.state = image(ref, {
+    platform,
+    customName: name,
+    description: { "com.docker.dockerfile.v1.command": d.stage.code },
+    ...(ctx.resolveMode !== "default" ? { resolveMode: ctx.resolveMode } : {}),
+  });
+  ctx.sourceMap.locations.set(name, d.stage.location);
 }
 
 /**
