@@ -2,46 +2,33 @@
 // target needs, then convert each needed stage's instructions into ops and an image config.
 // Stages the target does not reach are not converted; independent stages become independent
 // branches of the graph, which the solver runs in parallel.
-import { local, type PlatformSpec, parseImageRef, type State, scratch } from "../../../llb/index.ts";
+import { local, type PlatformSpec, type State, scratch } from "../../../llb/index.ts";
 import type { Command, Dockerfile, Stage } from "../instructions/commands.ts";
-import { expandCommand } from "../instructions/expand.ts";
 import { closest } from "../instructions/mount.ts";
 import { parseStages } from "../instructions/parse.ts";
-import type { Linter } from "../lint.ts";
 import { DockerfileError, lineRange, withLocation } from "../parser/errors.ts";
 import { type ParseResult, parseDockerfile } from "../parser/parser.ts";
 import { ShellLex } from "../shell/lex.ts";
-import { cleanPath, type LocalContextOptions, parseDockerignore, resolveNamedContext } from "./context.ts";
-import { dispatchCopy } from "./dispatch-copy.ts";
 import {
-  dispatchArg,
-  dispatchCmd,
-  dispatchEntrypoint,
-  dispatchEnv,
-  dispatchExpose,
-  dispatchHealthcheck,
-  dispatchLabel,
-  dispatchMaintainer,
-  dispatchOnbuild,
-  dispatchShell,
-  dispatchStopSignal,
-  dispatchUser,
-  dispatchVolume,
-  dispatchWorkdir,
-} from "./dispatch-meta.ts";
-import { dispatchRun, proxyEnvFromBuildArgs } from "./dispatch-run.ts";
+  validateCommandCasing,
+  validateStageNames,
+  warnConstantPlatform,
+  warnInvalidDefaultBases,
+} from "./checks.ts";
+import { type LocalContextOptions, parseDockerignore, resolveNamedContext } from "./context.ts";
+import { dispatchCommand } from "./dispatch.ts";
+import { dispatchUser, dispatchWorkdir } from "./dispatch-meta.ts";
+import { proxyEnvFromBuildArgs } from "./dispatch-run.ts";
 import {
   type DispatchOpt,
   type DispatchState,
-  envOf,
   inheritBase,
   newDispatchState,
   type PendingCommand,
 } from "./dispatch-state.ts";
-import { expandWithLint } from "./expansion.ts";
 import { DEFAULT_PATH, emptyImage, parseImageConfig, splitKeyValue } from "./image.ts";
 import type { ConvertInput, ConvertResult, SourceMap } from "./options.ts";
-import { defaultArgs, type PlatformOpt, parsePlatformSpec, platformOpt } from "./platform.ts";
+import { defaultArgs, parsePlatformSpec, platformOpt } from "./platform.ts";
 import { INTERNAL_NAMES } from "./progress.ts";
 import {
   addDependencies,
@@ -51,8 +38,6 @@ import {
   StateSet,
   toPending,
 } from "./stages.ts";
-
-const RESERVED_STAGE_NAMES = new Set(["context", "scratch"]);
 
 /** Converts a Dockerfile into the LLB state of its target stage and the image config. */
 export async function dockerfileToLLB(input: ConvertInput): Promise<ConvertResult> {
@@ -119,83 +104,6 @@ function memoizeResolver(r: ConvertInput["resolveImageConfig"]): ConvertInput["r
 
 function platformOf(p: PlatformSpec | undefined): PlatformSpec | undefined {
   return p && parsePlatformSpec(`${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ""}`);
-}
-
-/** Warns about FROM lines whose image is empty or invalid when no build args are given. */
-function warnInvalidDefaultBases(
-  df: Dockerfile,
-  po: PlatformOpt,
-  target: string,
-  lex: ShellLex,
-  lint: Linter,
-): void {
-  const args = defaultArgs(po, {}, target);
-  try {
-    for (const cmd of df.metaArgs) {
-      for (const kv of cmd.args) {
-        if (kv.value !== undefined)
-          args.set(
-            kv.key,
-            lex.processWord(kv.value, (k) => args.get(k)),
-          );
-      }
-    }
-    for (const st of df.stages) {
-      const name = lex.processWord(st.baseName, (k) => args.get(k));
-      try {
-        if (name === "") throw new Error("empty");
-        parseImageRef(name);
-      } catch {
-        lint.warn("InvalidDefaultArgInFrom", st.location, st.baseName);
-      }
-    }
-  } catch {
-    // The conversion itself reports expansion errors.
-  }
-}
-
-/** A FROM --platform constant is suspicious unless the stage name says which platform it is for. */
-function warnConstantPlatform(stage: Stage, value: string, lint: Linter): void {
-  let p: PlatformSpec;
-  try {
-    p = parsePlatformSpec(value);
-  } catch {
-    return; // reported as an error when the platform is parsed
-  }
-  if (!stage.name.includes(p.os) && !stage.name.includes(p.architecture)) {
-    lint.warn("FromPlatformFlagConstDisallowed", stage.location, value);
-  }
-}
-
-function validateStageNames(stages: Stage[], lint: Linter): void {
-  const seen = new Set<string>();
-  for (const s of stages) {
-    if (s.name === "") continue;
-    if (RESERVED_STAGE_NAMES.has(s.name)) lint.warn("ReservedStageName", s.location, s.name);
-    if (seen.has(s.name)) lint.warn("DuplicateStageName", s.location, s.name);
-    seen.add(s.name);
-  }
-}
-
-function validateCommandCasing(stages: Stage[], lint: Linter): void {
-  const names = stages.flatMap((s) => [
-    { name: s.rawName, location: s.location },
-    ...s.commands.map((c) => ({ name: c.rawName, location: c.location })),
-  ]);
-  let lower = 0;
-  let upper = 0;
-  for (const { name } of names) {
-    if (name === name.toLowerCase()) lower++;
-    else if (name === name.toUpperCase()) upper++;
-  }
-  const majorityLower = lower > upper;
-  for (const { name, location } of names) {
-    if (majorityLower && name !== name.toLowerCase()) {
-      lint.warn("ConsistentInstructionCasing", location, name, "lowercase");
-    } else if (!majorityLower && name !== name.toUpperCase()) {
-      lint.warn("ConsistentInstructionCasing", location, name, "uppercase");
-    }
-  }
 }
 
 async function convertOnce(
@@ -468,87 +376,4 @@ function epochFromBuildArgs(args: Readonly<Record<string, string>>): number | un
   if (!/^\d+$/.test(v))
     throw new Error(`invalid SOURCE_DATE_EPOCH ${JSON.stringify(v)}: want seconds since 1970`);
   return Number(v);
-}
-
-const rawLexer = new ShellLex("\\", { skipProcessQuotes: true });
-
-/** Converts one command of a stage. */
-function dispatchCommand(d: DispatchState, pc: PendingCommand, opt: DispatchOpt): void {
-  d.cmdIsOnBuild = pc.isOnBuild;
-  const c =
-    pc.cmd.kind === "arg"
-      ? pc.cmd
-      : expandCommand(
-          pc.cmd,
-          (w) => expandWithLint(d, pc.cmd, opt, w),
-          (w) => rawLexer.processWord(w, envOf(d)),
-        );
-  switch (c.kind) {
-    case "maintainer":
-      dispatchMaintainer(d, c, opt);
-      return;
-    case "env":
-      dispatchEnv(d, c, opt);
-      return;
-    case "run":
-      dispatchRun(d, c, pc.sources, opt);
-      return;
-    case "workdir":
-      dispatchWorkdir(d, c.path, opt, c);
-      return;
-    case "add":
-      dispatchCopy(d, c, opt.buildContext, opt);
-      for (const src of c.sources.sourcePaths) {
-        if (!src.startsWith("http://") && !src.startsWith("https://")) d.ctxPaths.add(cleanPath(`/${src}`));
-      }
-      return;
-    case "copy": {
-      let from = opt.buildContext;
-      const src = pc.sources[0];
-      if (src) {
-        if (!src.dispatched) {
-          throw new Error(
-            `cannot copy from stage ${JSON.stringify(c.from)}, it needs to be defined before current stage ${JSON.stringify(d.stageName)}`,
-          );
-        }
-        from = src.state;
-      }
-      dispatchCopy(d, c, from, opt);
-      if (!src) for (const p of c.sources.sourcePaths) d.ctxPaths.add(cleanPath(`/${p}`));
-      return;
-    }
-    case "label":
-      dispatchLabel(d, c, opt);
-      return;
-    case "onbuild":
-      dispatchOnbuild(d, c);
-      return;
-    case "cmd":
-      dispatchCmd(d, c, opt);
-      return;
-    case "entrypoint":
-      dispatchEntrypoint(d, c, opt);
-      return;
-    case "healthcheck":
-      dispatchHealthcheck(d, c, opt);
-      return;
-    case "expose":
-      dispatchExpose(d, c, opt);
-      return;
-    case "user":
-      dispatchUser(d, c.user, opt);
-      return;
-    case "volume":
-      dispatchVolume(d, c, opt);
-      return;
-    case "stopsignal":
-      dispatchStopSignal(d, c, opt);
-      return;
-    case "shell":
-      dispatchShell(d, c, opt);
-      return;
-    case "arg":
-      dispatchArg(d, c, opt);
-      return;
-  }
 }
