@@ -163,8 +163,10 @@ export function parseCheckDirective(value: string | undefined): CheckConfig {
       if (!/^(true|false|1|0)$/i.test(rawVal))
         throw new Error(`invalid check error value ${JSON.stringify(rawVal)}`);
       config.error = /^(true|1)$/i.test(rawVal);
+    } else if (key === "experimental") {
+      // Experimental rules are not implemented here; enabling them changes nothing.
     } else {
-      throw new Error(`invalid check option ${JSON.stringify(rawKey)}: want skip= or error=`);
+      throw new Error(`invalid check option ${JSON.stringify(rawKey)}: want skip=, error= or experimental=`);
     }
   }
   return config;

@@ -85,6 +85,8 @@ test("image config for a Dockerfile with every metadata instruction", async () =
     ],
   );
   assert.ok(r.history.every((h) => h.comment === "buildkit.dockerfile.v0" && h.created === undefined));
+  const json = JSON.stringify(imageToJSON(r.image));
+  assert.ok(json.indexOf('"53/udp"') < json.indexOf('"8080/tcp"'), "map keys are sorted as Go writes them");
   // WORKDIR creates the directory, owned by the USER in effect (none yet here).
   const mk = fileOf(r.named("[2/3] WORKDIR /app"))[0]!.action;
   assert.ok(mk.case === "mkdir" && mk.value.path === "/app" && mk.value.makeParents);
