@@ -18,7 +18,7 @@ export {
   type SourceMap,
 } from "./convert/index.ts";
 export { parseStages } from "./instructions/index.ts";
-export { type Warning } from "./lint.ts";
+export type { Warning } from "./lint.ts";
 export {
   DockerfileError,
   findDirective,
