@@ -80,7 +80,11 @@ test("users by name and by id, with their groups; a missing cwd belongs to the u
       shell("id -u; id -g; grep ^Groups: /proc/self/status", { user, cwd }),
       out.io,
     );
-    return out.stdout().trimEnd().split("\n").map((l) => l.trimEnd());
+    return out
+      .stdout()
+      .trimEnd()
+      .split("\n")
+      .map((l) => l.trimEnd());
   };
   assert.deepEqual(await ids(""), ["0", "0", "Groups:"]);
   assert.deepEqual(await ids("app", "/home/app/project"), ["1000", "1000", "Groups:\t10"]);

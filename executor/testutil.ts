@@ -21,10 +21,38 @@ export function shell(script: string, extra: Partial<ProcessSpec> = {}): Process
   };
 }
 
+const deferred = new WeakMap<TestContext, (() => Promise<void> | void)[]>();
+
+/**
+ * Runs `fn` after the test, last deferred first (node:test runs `after` hooks first-registered
+ * first, but a state dir must be unmounted before the dir holding it is removed). Every step runs
+ * even when one fails.
+ */
+export function defer(t: TestContext, fn: () => Promise<void> | void): void {
+  let steps = deferred.get(t);
+  if (steps === undefined) {
+    const list: (() => Promise<void> | void)[] = [];
+    deferred.set(t, list);
+    t.after(async () => {
+      const errors: unknown[] = [];
+      for (const step of list.reverse()) {
+        try {
+          await step();
+        } catch (e) {
+          errors.push(e);
+        }
+      }
+      if (errors.length > 0) throw errors[0];
+    });
+    steps = list;
+  }
+  steps.push(fn);
+}
+
 /** A temporary dir removed after the test. */
 export async function tempDir(t: TestContext, prefix = "buildd-exec-test-"): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  defer(t, () => rm(dir, { recursive: true, force: true }));
   return dir;
 }
 
@@ -63,19 +91,21 @@ export async function testExecutor(
   t: TestContext,
   opts: Partial<RuncExecutorOptions> = {},
 ): Promise<{ executor: RuncExecutor; root: string }> {
-  const parent = await mkdtemp(join(tmpdir(), "buildd-exec-root-"));
-  const root = join(parent, "state");
+  const root = join(await tempDir(t, "buildd-exec-root-"), "state");
   const executor = await RuncExecutor.open({ root, ...opts });
-  // One hook, in this order: `after` hooks run first-registered first, and removing the dir
-  // before unmounting the executor's tmpfs would fail.
-  t.after(async () => {
+  defer(t, async () => {
     await executor.close();
-    // Whatever happened, leave no mount behind for the next test.
-    const left = (await readMountinfo()).filter((m) => m.mountPoint.startsWith(root)).map((m) => m.mountPoint);
-    await unmountAll(left.reverse());
-    await rm(parent, { recursive: true, force: true });
+    await unmountLeftovers(root);
   });
   return { executor, root };
+}
+
+/** Unmounts whatever is still mounted at or below `dir`, so that a failed test leaks no mount. */
+export async function unmountLeftovers(dir: string): Promise<void> {
+  const left = (await readMountinfo())
+    .filter((m) => m.mountPoint === dir || m.mountPoint.startsWith(dir + "/"))
+    .map((m) => m.mountPoint);
+  await unmountAll(left.reverse());
 }
 
 /** Collects a run's output as text. */
