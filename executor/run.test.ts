@@ -102,7 +102,7 @@ test("users by name and by id, with their groups; a missing cwd belongs to the u
 test("a failing process reports the command, exit code and the last lines of output", async (t) => {
   const { executor, root } = await testExecutor(t);
   const { mounts } = await overlayRoot(t, (await sharedBusybox()).dir);
-  const script = "for i in $(seq 1 30); do echo line $i; done; echo oops >&2; exit 3";
+  const script = "for i in $(seq 1 30); do echo line $i; done; echo oops; exit 3";
   const err = await executor.run("fails", mounts, [], shell(script), {}).then(
     () => assert.fail("expected the run to fail"),
     (e: unknown) => e,
@@ -110,14 +110,18 @@ test("a failing process reports the command, exit code and the last lines of out
   assert.ok(err instanceof ExecError);
   assert.equal(err.exitCode, 3);
   assert.deepEqual(err.args, ["/bin/sh", "-c", script]);
-  assert.equal(err.outputTail.length, 10);
-  assert.equal(err.outputTail.at(-1), "oops");
-  assert.equal(err.outputTail[0], "line 22");
+  assert.deepEqual(err.outputTail, [...Array.from({ length: 9 }, (_, i) => `line ${22 + i}`), "oops"]);
   assert.match(
     err.message,
     /^process "\/bin\/sh -c for i in .* exit 3" did not complete successfully: exit code: 3\n/,
   );
   assert.deepEqual(await mountsUnder(root), []);
+  // stderr is in the tail too (stdout and stderr are separate pipes: no order between them).
+  await assert.rejects(executor.run("", mounts, [], shell("echo bad >&2; exit 4"), {}), {
+    name: "ExecError",
+    exitCode: 4,
+    outputTail: ["bad"],
+  });
   // validExitCodes admits other codes.
   assert.deepEqual(await executor.run("", mounts, [], shell("exit 3", { validExitCodes: [0, 3] }), {}), {
     exitCode: 3,
