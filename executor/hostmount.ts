@@ -197,11 +197,17 @@ async function unmountWithTool(target: string): Promise<void> {
 }
 
 /**
- * Removes `path` recursively, but refuses to descend into anything on another filesystem than
- * `path`'s parent: a mount that is still there must never have its contents (a snapshot, a host
- * dir) deleted. Used for the executor's own bundle dirs, which live on its tmpfs.
+ * Removes `path` recursively, but refuses when anything at or below it is still mounted: a mount's
+ * contents (a snapshot, a host dir) must never be deleted. As a second guard it never descends
+ * into another filesystem than `path`'s parent's. Used for the executor's own bundle dirs.
  */
 export async function removeUnmountedTree(path: string): Promise<void> {
+  const mounted = (await readMountinfo()).filter(
+    (m) => m.mountPoint === path || m.mountPoint.startsWith(path + "/"),
+  );
+  if (mounted.length > 0) {
+    throw new Error(`removing ${path}: ${mounted[0]!.mountPoint} is still a mount point; unmount it first`);
+  }
   let parentDev: number;
   try {
     parentDev = (await lstat(posix.dirname(path))).dev;

@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { lstat, mkdir, readdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { cgroupParentDirs } from "./cgroups.ts";
+import { readMountinfo } from "./hostmount.ts";
 import { ExecError } from "./runc.ts";
 import {
   collect,
@@ -38,6 +40,13 @@ test("a process's writes land in the overlay's upper dir; nothing is left behind
   assert.deepEqual(await mountsUnder(root), []);
   assert.deepEqual(await readdir(join(root, "bundles")), []);
   assert.deepEqual(await readdir(join(root, "runc")), []);
+  // runc removed the container's cgroups.
+  for (const dir of await cgroupParentDirs(await readMountinfo())) {
+    assert.deepEqual(
+      (await readdir(dir).catch(() => [])).filter((n) => n.endsWith("-writes")),
+      [],
+    );
+  }
 });
 
 test("env, cwd, hostname, extra hosts and secret env reach the process", async (t) => {
