@@ -276,3 +276,39 @@ test("a cwd or mount destination through a symlink out of the rootfs stays insid
     /mounting \/link\/passwd of its source at \/m: the path does not exist in the source/,
   );
 });
+
+test("a cwd inside a mount is made there, not in the rootfs", async (t) => {
+  const { executor } = await testExecutor(t);
+  const { mounts, upper } = await overlayRoot(t, (await sharedBusybox()).dir);
+  const out = collect();
+  await executor.run(
+    "",
+    mounts,
+    [{ type: "tmpfs", dest: "/build" }],
+    shell("pwd; touch f", { cwd: "/build/sub" }),
+    out.io,
+  );
+  assert.equal(out.stdout(), "/build/sub\n");
+  await assert.rejects(lstat(join(upper, "build")), { code: "ENOENT" });
+});
+
+test("ulimits apply; NOFILE defaults to BuildKit's, capped at the daemon's own limit", async (t) => {
+  const { executor } = await testExecutor(t);
+  const { mounts } = await overlayRoot(t, (await sharedBusybox()).dir);
+  const limits = await readFile("/proc/self/limits", "utf8");
+  const hard = /^Max open files\s+\S+\s+(\S+)/m.exec(limits)![1]!;
+  const expected = hard === "unlimited" ? 1048576 : Math.min(1048576, Number(hard));
+  const out = collect();
+  await executor.run(
+    "",
+    mounts,
+    [],
+    shell("ulimit -n; ulimit -u; ulimit -Hu", { ulimits: [{ name: "nproc", soft: 100, hard: 200 }] }),
+    out.io,
+  );
+  assert.deepEqual(out.stdout().trim().split("\n"), [String(expected), "100", "200"]);
+  await assert.rejects(
+    executor.run("", mounts, [], shell("true", { ulimits: [{ name: "bogus", soft: 1, hard: 1 }] }), {}),
+    /invalid ulimit bogus/,
+  );
+});
