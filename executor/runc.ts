@@ -351,7 +351,6 @@ export class RuncExecutor implements Executor {
     switch (m.type) {
       case "bind": {
         const selector = posix.join("/", m.selector ?? "/");
-        const ro = m.readonly ? ["ro"] : [];
         if (selector === "/") {
           return m.mounts.map((src) => ({
             destination: dest,
@@ -377,7 +376,9 @@ export class RuncExecutor implements Executor {
             `mounting ${selector} of its source at ${dest}: the path does not exist in the source`,
           );
         }
-        return [{ destination: dest, type: "bind", source, options: ["rbind", ...ro] }];
+        // Read-only when asked, or when the source itself is (a committed snapshot's view).
+        const ro = m.readonly || m.mounts.some((src) => src.options.includes("ro"));
+        return [{ destination: dest, type: "bind", source, options: ro ? ["rbind", "ro"] : ["rbind"] }];
       }
       case "tmpfs": {
         const options = ["nosuid"];
