@@ -93,15 +93,8 @@ export async function applyLayerBlob(
   const { compression, stream } = await decompressLayer(blob);
   try {
     return { ...(await applyLayer(stream, target, opts)), compression };
-  } catch (e) {
+  } finally {
     stream.destroy();
-    if (e instanceof LayerApplyError || !(e instanceof Error)) throw e;
-    throw new LayerApplyError(
-      opts.layer ?? "layer",
-      undefined,
-      `decompressing ${compression}: ${e.message}; the layer is truncated or corrupt`,
-      { cause: e },
-    );
   }
 }
 
@@ -152,6 +145,11 @@ export async function applyLayer(
     if (e instanceof LayerApplyError || (e as Error)?.name === "AbortError") throw e;
     if (e instanceof TarFormatError) throw new LayerApplyError(layer, e.entry, e.message, { cause: e });
     if (e instanceof UnsafeNameError) throw new LayerApplyError(layer, current, e.message, { cause: e });
+    const code = String((e as NodeJS.ErrnoException).code ?? "");
+    if (code.startsWith("Z_") || code.startsWith("ZSTD_")) {
+      const why = `decompressing failed (${(e as Error).message}); the layer blob is truncated or corrupt`;
+      throw new LayerApplyError(layer, undefined, why, { cause: e });
+    }
     throw new LayerApplyError(layer, current, (e as Error).message, { cause: e });
   } finally {
     await helper.close();

@@ -161,9 +161,10 @@ export function overlayView(
         if (isWhiteout(st)) return { kind: "missing", where: "target", whiteout: true, path };
         return { kind: kindOf(st), where: "target", stats: st, path };
       }
+      if (lowers.length === 0) return { kind: "missing", where: "none" };
       // The parent in upper may be opaque (this layer said so): then nothing below shows through.
       const parent = join(upper, ...rel.slice(0, -1));
-      if (rel.length > 0 && (await isOpaque(parent))) return { kind: "missing", where: "none" };
+      if (await isOpaque(parent)) return { kind: "missing", where: "none" };
       return lookupLower(rel);
     },
     async materializeDir(rel, found) {

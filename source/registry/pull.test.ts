@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { type TestContext, test } from "node:test";
+import { promisify } from "node:util";
+import { applyLayerBlob } from "../../archive/apply.ts";
 import { tempContentStore } from "../../content/testing.ts";
 import { busyboxImage, pushBusyboxImage } from "../../test/busybox-image.ts";
 import {
@@ -13,9 +16,10 @@ import {
   pushImage,
   truncatedLayer,
 } from "../../test/oci.ts";
-import { freePort } from "../../test/process.ts";
+import { freePort, tempDir } from "../../test/process.ts";
 import { startRegistry } from "../../test/registry.ts";
 import type { Digest } from "../../util/digest.ts";
+import { setLogSink } from "../../util/log.ts";
 import { type RegistryClientOptions, RegistryClient } from "./client.ts";
 import { isRegistryError } from "./errors.ts";
 import { startFakeRegistry } from "./testing.ts";
@@ -379,6 +383,9 @@ test("mirrors are tried first, and the registry itself when a mirror fails", asy
     [mirror.host]: { http: true, insecure: false, ca: [], mirrors: [] },
   };
   const c = client(t, { hosts });
+  const logged: string[] = [];
+  setLogSink((line) => logged.push(line));
+  t.after(() => setLogSink((line) => process.stderr.write(line)));
   const r = await c.resolve(`${origin.host}/app:mirrored`);
   assert.equal(r.digest, only);
   // Not on the mirror: the registry answers.
@@ -386,6 +393,11 @@ test("mirrors are tried first, and the registry itself when a mirror fails", asy
   assert.equal(o.digest, only);
   assert.ok(origin.stats()["/v2/app/manifests/origin-only"]);
   assert.equal(origin.stats()["/v2/app/manifests/mirrored"], undefined);
+  const warnings = logged.map((l) => JSON.parse(l)).filter((l) => l.level === "warn");
+  assert.ok(
+    warnings.length > 0 && warnings.every((w) => w.mirror === deadMirror),
+    "a dead mirror is warned about",
+  );
 });
 
 test("resolveImageConfig returns what frontends read", async (t) => {
@@ -421,4 +433,64 @@ test("an invalid reference or platform is refused before any request", async (t)
   const c = client(t);
   await rejectsWith(c.resolve("127.0.0.1:5000/UPPER:1"), "invalid", /invalid image reference/);
   await rejectsWith(c.resolve("127.0.0.1:5000/app:1", { platform: "linux" }), "invalid", /invalid platform/);
+});
+
+test("a caller waiting on another caller's download can be cancelled on its own", async (t) => {
+  const fake = await startFakeRegistry(t.signal);
+  const layer = await buildLayer([{ path: "big", content: Buffer.alloc(100_000, 9) }], {
+    compression: "none",
+  });
+  const path = `/v2/app/blobs/${layer.digest}`;
+  fake.resources.set(path, { body: layer.blob });
+  fake.faults.set(path, [{ stallAfterBytes: 10_000 }]);
+  const { store } = await tempContentStore(t);
+  const desc = { mediaType: layer.mediaType, digest: layer.digest, size: layer.size };
+  const c = client(t);
+  const first = new AbortController();
+  t.after(() => first.abort());
+  let started!: () => void;
+  const downloading = new Promise<void>((resolve) => {
+    started = resolve;
+  });
+  const a = c.fetchBlob(`${fake.host}/app:1`, desc, {
+    store,
+    signal: first.signal,
+    onProgress: (n) => n > 0 && started(),
+  });
+  a.catch(() => {});
+  await downloading;
+  const second = new AbortController();
+  const b = c.fetchBlob(`${fake.host}/app:1`, desc, { store, signal: second.signal });
+  const reason = new Error("build B cancelled");
+  second.abort(reason);
+  await assert.rejects(b, (e: unknown) => e === reason);
+  assert.equal(fake.server.log().filter((r) => r.path === path).length, 0, "A's request is still running");
+  first.abort();
+  await assert.rejects(a, { name: "AbortError" });
+});
+
+test("a pulled image unpacks into a root that runs, its diff IDs checked", async (t) => {
+  const registry = await startRegistry({ signal: t.signal });
+  await pushBusyboxImage(registry);
+  const { store } = await tempContentStore(t);
+  const c = client(t, { store });
+  const ref = `${registry.host}/busybox:latest`;
+  const image = await c.resolve(ref);
+  const rootfs = await tempDir("pulled-rootfs");
+  t.after(rootfs.cleanup);
+  for (const [i, layer] of image.layers.entries()) {
+    await c.fetchBlob(ref, layer, { store });
+    const stats = await applyLayerBlob(await store.readStream(layer.digest), rootfs.dir, {
+      format: "overlay",
+      layer: `layer ${layer.digest} of ${image.ref}`,
+    });
+    assert.equal(stats.diffID, image.config.rootfs.diff_ids[i]);
+  }
+  const { stdout } = await promisify(execFile)("chroot", [
+    rootfs.dir,
+    "/bin/sh",
+    "-c",
+    "echo pulled && ls /etc",
+  ]);
+  assert.match(stdout, /^pulled\n.*passwd/s);
 });

@@ -158,21 +158,33 @@ export async function fetchBlob(
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        const committed = await opts.store.ingest(
+        const ingesting = opts.store.ingest(
           desc,
           (offset) => openBlob(ctx, endpoints, desc, offset, op, progress),
-          { lease: opts.lease, labels: sourceLabels(ref) },
+          {
+            lease: opts.lease,
+            labels: sourceLabels(ref),
+          },
         );
+        // A caller waiting on another build's download of this blob must still be cancellable.
+        const committed = await abortable(ingesting, op.signal);
         opts.onProgress?.(desc.size, desc.size);
         return committed;
       } catch (e) {
         const err = e as Error & { code?: string };
-        if (err.name === "AbortError") throw e;
+        if (err.name === "AbortError" || op.signal?.aborted) throw e;
         // A connection cut mid-body keeps the bytes so far; the next attempt asks for the rest.
-        if (isTransientNetworkError(e) && attempt < ctx.requester.retry.attempts) {
-          log.debug("blob download interrupted, resuming", { digest: desc.digest, attempt, error: err });
-          await ctx.requester.backoff(attempt, undefined, op.signal);
-          continue;
+        if (isTransientNetworkError(e)) {
+          if (attempt < ctx.requester.retry.attempts) {
+            log.debug("blob download interrupted, resuming", { digest: desc.digest, attempt, error: err });
+            await ctx.requester.backoff(attempt, undefined, op.signal);
+            continue;
+          }
+          throw new RegistryError(
+            "unreachable",
+            `${op.doing}: the download broke off ${attempt} times (${err.message}); the bytes so far are kept and the next pull resumes them`,
+            { cause: e },
+          );
         }
         if (err.name === "ContentError" && err.code === "mismatch") {
           throw new RegistryError(
@@ -188,6 +200,18 @@ export async function fetchBlob(
   } finally {
     stopListening();
   }
+}
+
+/** Rejects with the abort reason as soon as `signal` aborts, leaving `p` to finish on its own. */
+function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p;
+  p.catch(() => {});
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 /** Progress callbacks per digest, so callers waiting on another caller's download see its bytes too. */
@@ -473,7 +497,9 @@ async function withEndpoints<T>(
       return await fn(ep);
     } catch (e) {
       if ((e as Error).name === "AbortError" || !ep.mirror) throw e;
-      log.info("registry mirror failed, trying the next", { mirror: ep.host, doing: op.doing, error: e });
+      // A mirror without the image is normal; one that fails is worth a warning.
+      const level = (e as { code?: string }).code === "not-found" ? "debug" : "warn";
+      log[level]("registry mirror failed, trying the next", { mirror: ep.host, doing: op.doing, error: e });
       lastError = e;
     }
   }

@@ -194,7 +194,8 @@ export async function statusError(res: HttpResponse, op: Operation, what: string
 /** A RegistryError for a request that never got an answer; abort errors pass through as they are. */
 export function networkError(e: unknown, host: string, op: Operation): unknown {
   const err = e as NodeJS.ErrnoException;
-  if (err?.name === "AbortError" || e instanceof RegistryError) return e;
+  // A cancelled operation reports its own reason, not a network problem.
+  if (err?.name === "AbortError" || e instanceof RegistryError || op.signal?.aborted) return e;
   const code = err?.code ?? "";
   if (isTlsError(e)) {
     return new RegistryError(
