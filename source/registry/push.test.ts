@@ -67,18 +67,22 @@ test("a pushed image can be pulled by skopeo; progress is reported in bytes", as
   assert.equal(JSON.parse(stdout).Digest, image.digest);
 });
 
-test("blobs the registry has are only HEADed", async (t) => {
+test("a blob the registry already has is only HEADed; the others are uploaded", async (t) => {
   const registry = await startRegistry({ signal: t.signal });
-  const image = await busyboxImage();
-  await pushImage(registry.url, "app:1", image);
+  const base = await busyboxImage();
+  await pushImage(registry.url, "app:1", base);
+  // Same layer, new config: only the config has to go up.
+  const image = buildImage({ layers: base.layers, config: { Cmd: ["sh", "-c", "echo v2"] } });
   registry.resetStats();
   const { outcomes } = await pushWithClient(client(t), `${registry.host}/app:2`, image);
   assert.deepEqual(
     outcomes.map((o) => o.outcome),
-    ["exists", "exists"],
+    ["uploaded", "exists"],
   );
-  assert.deepEqual(registry.stats()[`/v2/app/blobs/${image.layers[0]!.digest}`]?.methods, { HEAD: 1 });
-  assert.deepEqual(uploads(registry, "app"), []);
+  assert.deepEqual(registry.stats()[`/v2/app/blobs/${base.layers[0]!.digest}`]?.methods, { HEAD: 1 });
+  const puts = uploads(registry, "app").filter((r) => r.method === "PUT");
+  assert.equal(puts.length, 1);
+  assert.equal(puts[0]!.bytesIn, image.config.length, "only the config's bytes were sent");
 });
 
 test("a blob in another repository is mounted, not uploaded", async (t) => {
