@@ -180,18 +180,18 @@ describe("GitFetcher over smart HTTP", () => {
     assert.deepEqual(await tree(deep), ["a.txt"]);
 
     // pkg/escape -> /etc resolves inside the checkout, where there is no etc.
-    const escape = await env.target("escape");
+    const escapeDir = await env.target("escape");
     await assert.rejects(
-      env.fetcher.checkout(remote, commit, "main", escape, { subdir: "pkg/escape" }),
+      env.fetcher.checkout(remote, commit, "main", escapeDir, { subdir: "pkg/escape" }),
       /sub-directory "pkg\/escape" not found/,
     );
-    assert.deepEqual(await readdir(escape), [], "a failed checkout leaves the target empty");
+    assert.deepEqual(await readdir(escapeDir), [], "a failed checkout leaves the target empty");
     await assert.rejects(
-      env.fetcher.checkout(remote, commit, "main", escape, { subdir: "README.md" }),
+      env.fetcher.checkout(remote, commit, "main", escapeDir, { subdir: "README.md" }),
       /is not a directory/,
     );
     await assert.rejects(
-      env.fetcher.checkout(remote, commit, "main", escape, { subdir: "pkg/../.." }),
+      env.fetcher.checkout(remote, commit, "main", escapeDir, { subdir: "pkg/../.." }),
       /must stay inside the repository/,
     );
     // keepGitDir does not apply to a sub-directory (as in BuildKit).
