@@ -68,7 +68,7 @@ for (const driver of ["overlayfs", "native"] as const) {
       assert.equal(byId.get(m.id)!.shared, false);
       for (const r of [a, x, y, d, m, a2, m2]) await r.release();
       // Everything but the merges is depended on: prune removes merges first, then the rest.
-      const removed = [];
+      const removed: string[] = [];
       for await (const u of c.cm.prune({ all: true })) removed.push(u.id);
       assert.equal(removed.length, 7);
       assert.deepEqual(removed.slice(0, 2).sort(), [m.id, m2.id].sort());
@@ -82,9 +82,9 @@ for (const driver of ["overlayfs", "native"] as const) {
       const child = await writeRef(c.cm, base, { g: "2" });
       await base.release();
       const mutable = await c.cm.newMutable(child);
-      const pruned = [];
+      const pruned: string[] = [];
       for await (const u of c.cm.prune({ all: true })) pruned.push(u.id);
-      assert.deepEqual(pruned, []);
+      assert.equal(pruned.length, 0);
       const usage = await c.cm.du();
       assert.deepEqual(
         usage.map((u) => u.inUse),
@@ -93,7 +93,7 @@ for (const driver of ["overlayfs", "native"] as const) {
       );
       await child.release();
       for await (const u of c.cm.prune({ all: true })) pruned.push(u.id);
-      assert.deepEqual(pruned, [], "the mutable ref on child still depends on it");
+      assert.equal(pruned.length, 0, "the mutable ref on child still depends on it");
       await mutable.release();
       assert.equal((await c.cm.du()).length, 2, "releasing an unkeyed mutable ref removes it");
       for await (const u of c.cm.prune({ all: true })) pruned.push(u.id);

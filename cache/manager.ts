@@ -418,7 +418,7 @@ export class CacheManager implements RefOwner {
     this.removing.add(id);
     try {
       transaction(this.records.db, () => this.records.delete(id));
-      await this.hook("remove:unrecorded");
+      await this.hook("record:removed");
       try {
         await this.snapshotter.remove(id);
       } catch (e) {

@@ -115,7 +115,11 @@ export function gcOrder(items: UsageInfo[]): UsageInfo[] {
   return items
     .map((u, i) => ({ u, s: score(i) }))
     .sort(
-      (a, b) => a.s - b.s || (a.u.lastUsedAt ?? 0) - (b.u.lastUsedAt ?? 0) || a.u.createdAt - b.u.createdAt,
+      (a, b) =>
+        a.s - b.s ||
+        (a.u.lastUsedAt ?? 0) - (b.u.lastUsedAt ?? 0) ||
+        a.u.createdAt - b.u.createdAt ||
+        (a.u.id < b.u.id ? -1 : 1),
     )
     .map((x) => x.u);
 }

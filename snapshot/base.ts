@@ -272,7 +272,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
       await this.beforeCommit(row, fsUsage);
       const skel = await treeUsage(join(this.dir(row.id), "skel"));
       const usage = { ...fsUsage, size: fsUsage.size + skel.size, inodes: fsUsage.inodes + skel.inodes };
-      await this.hook("commit:measured");
+      await this.hook("snapshot:measured");
       transaction(this.store.db, () => {
         const now = this.store.byId(row.id);
         if (now?.kind !== "active" || now.key !== key) {
@@ -308,7 +308,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
       }
       this.store.delete(row.id);
     });
-    await this.hook("remove:unrecorded");
+    await this.hook("snapshot:unrecorded");
     await removeViaTrash(this.dir(row.id), join(this.root, "trash"));
   }
 
