@@ -460,7 +460,8 @@ export class CacheManager implements RefOwner {
     for (const r of rows) if (r.op !== "layer") r.parents.forEach(markShared);
     const out: UsageInfo[] = [];
     for (const r of rows) {
-      let size = r.size;
+      // Like BuildKit, a mutable ref in use counts as 0: it is changing (MutableRef.size() measures it).
+      let size = r.mutable && this.counts.has(r.id) ? 0 : r.size;
       if (size === null) size = await this.sizeOf(r.id).catch(() => 0);
       const u: UsageInfo = {
         id: r.id,

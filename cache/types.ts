@@ -35,6 +35,7 @@ export type RecordInfo = {
 /** One line of disk usage, like BuildKit's UsageInfo. */
 export type UsageInfo = {
   id: string;
+  /** Bytes of its own data on disk; 0 for a mutable ref in use (it is changing). */
   size: number;
   mutable: boolean;
   /** Held by a ref handle, or the ancestor of something that is. */

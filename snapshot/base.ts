@@ -68,6 +68,8 @@ export abstract class BaseSnapshotter implements Snapshotter {
   private readonly busy = new Map<number, number>();
   /** Staging dirs and mount points of operations in progress, which cleanup() must not touch. */
   protected readonly inProgress = new Set<string>();
+  /** Rows inserted whose directory is not in place yet. */
+  private readonly arriving = new Set<number>();
   private closed = false;
 
   constructor(opts: SnapshotterOptions) {
@@ -206,12 +208,15 @@ export abstract class BaseSnapshotter implements Snapshotter {
           staged.deps,
         );
       });
-      await this.hook("snapshot:recorded");
+      this.arriving.add(row.id);
       try {
+        await this.hook("snapshot:recorded");
         await rename(tmp, this.dir(row.id));
       } catch (e) {
         transaction(this.store.db, () => this.store.delete(row.id));
         throw new Error(`${doing}: moving the new snapshot into place: ${(e as Error).message}`);
+      } finally {
+        this.arriving.delete(row.id);
       }
       return row;
     });
@@ -372,6 +377,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
     // Rows whose directory never arrived (or vanished), and everything that depends on them.
     const lost = new Set<number>();
     for (const row of this.store.all()) {
+      if (this.arriving.has(row.id)) continue;
       if (!(await lstatOrUndefined(this.dir(row.id)))?.isDirectory()) lost.add(row.id);
     }
     const queue = [...lost];
