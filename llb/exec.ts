@@ -15,8 +15,24 @@ import { type NetworkMode, opBuilders, type SecurityMode as SecMode, State } fro
 import { type MarshalContext, type OpOptions, type Output, Vertex } from "./vertex.ts";
 
 export type MountSpec =
-  | { type?: "bind"; dest: string; from?: State; selector?: string; readonly?: boolean }
-  | { type: "cache"; dest: string; id: string; sharing?: "shared" | "private" | "locked"; from?: State }
+  | {
+      type?: "bind";
+      dest: string;
+      from?: State;
+      selector?: string;
+      readonly?: boolean;
+      /** Writable during the run, but its changes are discarded (no output). */
+      noOutput?: boolean;
+    }
+  | {
+      type: "cache";
+      dest: string;
+      id: string;
+      sharing?: "shared" | "private" | "locked";
+      from?: State;
+      selector?: string;
+      readonly?: boolean;
+    }
   | { type: "tmpfs"; dest: string; size?: number }
   | {
       type: "secret";
@@ -68,6 +84,7 @@ export interface RunOptions extends OpOptions {
 interface PlannedMount {
   mount: Mount;
   source?: Output;
+  noOutput?: boolean;
 }
 
 class ExecVertex extends Vertex {
@@ -109,6 +126,7 @@ class ExecVertex extends Vertex {
         case undefined:
         case "bind":
           if (m.selector) caps.add("exec.mount.selector");
+          if (m.noOutput && !m.readonly) caps.add("exec.mount.bind.readwrite-nooutput");
           planned.push({
             mount: create(MountSchema, {
               dest: m.dest,
@@ -116,6 +134,7 @@ class ExecVertex extends Vertex {
               readonly: m.readonly ?? false,
             }),
             source: m.from?.output,
+            noOutput: m.noOutput,
           });
           break;
         case "cache": {
@@ -126,9 +145,12 @@ class ExecVertex extends Vertex {
             private: CacheSharingOpt.PRIVATE,
             locked: CacheSharingOpt.LOCKED,
           }[m.sharing ?? "shared"];
+          if (m.selector) caps.add("exec.mount.selector");
           planned.push({
             mount: create(MountSchema, {
               dest: m.dest,
+              selector: m.selector ?? "",
+              readonly: m.readonly ?? false,
               mountType: MountType.CACHE,
               cacheOpt: { ID: m.id, sharing },
             }),
@@ -210,7 +232,8 @@ class ExecVertex extends Vertex {
       } else {
         p.mount.input = -1n;
       }
-      const writable = p.mount.mountType === MountType.BIND && !p.mount.readonly && !isScratchOnly;
+      const writable =
+        p.mount.mountType === MountType.BIND && !p.mount.readonly && !isScratchOnly && !p.noOutput;
       if (writable) {
         this.outputs.set(p.mount.dest, nextOutput);
         p.mount.output = BigInt(nextOutput++);

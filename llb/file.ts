@@ -133,7 +133,7 @@ class FileVertex extends Vertex {
       input: BigInt(i === 0 ? firstInput : n + i - 1),
       secondaryInput: BigInt(secondary[i]!),
       output: BigInt(i === specs.length - 1 ? 0 : -1),
-      action: pbAction(s, cwd),
+      action: pbAction(s, cwd, BigInt(firstInput)),
     }));
   }
 
@@ -146,7 +146,8 @@ class FileVertex extends Vertex {
   }
 }
 
-function pbAction(s: ActionSpec, cwd: string): PbFileAction["action"] {
+/** `base` is the input the chain is applied to: names in --chown resolve in its /etc/passwd. */
+function pbAction(s: ActionSpec, cwd: string, base: bigint): PbFileAction["action"] {
   const abs = (p: string) => path.resolve(cwd, p) + (p.endsWith("/") && p !== "/" ? "/" : "");
   switch (s.kind) {
     case "mkdir":
@@ -157,7 +158,7 @@ function pbAction(s: ActionSpec, cwd: string): PbFileAction["action"] {
           path: abs(s.path),
           mode: s.mode,
           makeParents: s.opts.makeParents ?? false,
-          owner: chown(s.opts.owner),
+          owner: chown(s.opts.owner, base),
           timestamp: nanos(s.opts.timestamp),
         },
       };
@@ -169,7 +170,7 @@ function pbAction(s: ActionSpec, cwd: string): PbFileAction["action"] {
           path: abs(s.path),
           mode: s.mode,
           data: s.data,
-          owner: chown(s.opts.owner),
+          owner: chown(s.opts.owner, base),
           timestamp: nanos(s.opts.timestamp),
         },
       };
@@ -191,7 +192,7 @@ function pbAction(s: ActionSpec, cwd: string): PbFileAction["action"] {
           $typeName: "pb.FileActionCopy",
           src: path.resolve(s.from.getDir(), s.src),
           dest: abs(s.dest),
-          owner: chown(o.owner),
+          owner: chown(o.owner, base),
           mode: typeof o.mode === "number" ? o.mode : -1,
           modeStr: typeof o.mode === "string" ? o.mode : "",
           followSymlink: o.followSymlink ?? false,
@@ -214,24 +215,24 @@ function pbAction(s: ActionSpec, cwd: string): PbFileAction["action"] {
           $typeName: "pb.FileActionSymlink",
           oldpath: s.oldpath,
           newpath: abs(s.newpath),
-          owner: chown(s.opts.owner),
+          owner: chown(s.opts.owner, base),
           timestamp: nanos(s.opts.timestamp),
         },
       };
   }
 }
 
-function chown(o: Owner | undefined): ChownOpt | undefined {
+function chown(o: Owner | undefined, base: bigint): ChownOpt | undefined {
   if (!o || (o.user === undefined && o.group === undefined)) return undefined;
-  return { $typeName: "pb.ChownOpt", user: userOpt(o.user), group: userOpt(o.group) };
+  return { $typeName: "pb.ChownOpt", user: userOpt(o.user, base), group: userOpt(o.group, base) };
 }
 
-function userOpt(u: number | string | undefined): UserOpt | undefined {
+function userOpt(u: number | string | undefined, base: bigint): UserOpt | undefined {
   if (u === undefined) return undefined;
   if (typeof u === "number") return { $typeName: "pb.UserOpt", user: { case: "byID", value: u } };
   return {
     $typeName: "pb.UserOpt",
-    user: { case: "byName", value: { $typeName: "pb.NamedUserOpt", name: u, input: -1n } },
+    user: { case: "byName", value: { $typeName: "pb.NamedUserOpt", name: u, input: base } },
   };
 }
 

@@ -25,6 +25,15 @@ debug
     await dumpLLB(file, opts);
   });
 
+debug
+  .command("dump-dockerfile")
+  .description("print how a Dockerfile parses: one JSON object per instruction")
+  .argument("[file]", "Dockerfile; - or omitted for stdin")
+  .action(async (file: string | undefined) => {
+    const { dumpDockerfile } = await import("./dump-dockerfile.ts");
+    await dumpDockerfile(file);
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
