@@ -3,6 +3,7 @@
 import { lstat, readdir, readFile, rmdir, unlink } from "node:fs/promises";
 import { posix } from "node:path";
 import { mustRunTool, runTool } from "./command.ts";
+import { mountSyscall, SyscallError, umountSyscall } from "./syscalls.ts";
 import type { Mount } from "./types.ts";
 
 /** One line of /proc/self/mountinfo, the parts the executor needs. */
@@ -68,41 +69,145 @@ export function mountArgs(m: Mount, target: string): string[] {
   return [...args, m.source, target];
 }
 
+const MS_RDONLY = 0x1;
+const MS_NOSUID = 0x2;
+const MS_NODEV = 0x4;
+const MS_NOEXEC = 0x8;
+const MS_SYNCHRONOUS = 0x10;
+const MS_REMOUNT = 0x20;
+const MS_MANDLOCK = 0x40;
+const MS_DIRSYNC = 0x80;
+const MS_NOATIME = 0x400;
+const MS_NODIRATIME = 0x800;
+const MS_BIND = 0x1000;
+const MS_REC = 0x4000;
+const MS_RELATIME = 0x200000;
+const MS_STRICTATIME = 0x1000000;
+const MNT_DETACH = 0x2;
+
+/** mount(8)'s flag options (containerd's table): set or clear a flag; the rest is fs data. */
+const FLAG_OPTIONS: Record<string, { clear: boolean; flag: number }> = {
+  async: { clear: true, flag: MS_SYNCHRONOUS },
+  atime: { clear: true, flag: MS_NOATIME },
+  bind: { clear: false, flag: MS_BIND },
+  defaults: { clear: false, flag: 0 },
+  dev: { clear: true, flag: MS_NODEV },
+  diratime: { clear: true, flag: MS_NODIRATIME },
+  dirsync: { clear: false, flag: MS_DIRSYNC },
+  exec: { clear: true, flag: MS_NOEXEC },
+  mand: { clear: false, flag: MS_MANDLOCK },
+  noatime: { clear: false, flag: MS_NOATIME },
+  nodev: { clear: false, flag: MS_NODEV },
+  nodiratime: { clear: false, flag: MS_NODIRATIME },
+  noexec: { clear: false, flag: MS_NOEXEC },
+  nomand: { clear: true, flag: MS_MANDLOCK },
+  norelatime: { clear: true, flag: MS_RELATIME },
+  nostrictatime: { clear: true, flag: MS_STRICTATIME },
+  nosuid: { clear: false, flag: MS_NOSUID },
+  rbind: { clear: false, flag: MS_BIND | MS_REC },
+  relatime: { clear: false, flag: MS_RELATIME },
+  remount: { clear: false, flag: MS_REMOUNT },
+  ro: { clear: false, flag: MS_RDONLY },
+  rw: { clear: true, flag: MS_RDONLY },
+  strictatime: { clear: false, flag: MS_STRICTATIME },
+  suid: { clear: true, flag: MS_NOSUID },
+  sync: { clear: false, flag: MS_SYNCHRONOUS },
+};
+
+/** Splits mount options into mount(2) flags and the filesystem's data string. */
+export function parseMountOptions(options: string[]): { flags: number; data: string } {
+  let flags = 0;
+  const data: string[] = [];
+  for (const o of options) {
+    const f = FLAG_OPTIONS[o];
+    if (f === undefined) data.push(o);
+    else if (f.clear) flags &= ~f.flag;
+    else flags |= f.flag;
+  }
+  return { flags, data: data.join(",") };
+}
+
+/** One snapshot mount at `target` through mount(2), as containerd does it. */
+async function mountWithSyscalls(m: Mount, target: string): Promise<void> {
+  let { flags, data } = parseMountOptions(m.options);
+  if (m.type === "bind" && (flags & MS_BIND) === 0) flags |= MS_BIND | MS_REC;
+  const fstype = m.type === "bind" ? "" : m.type;
+  await mountSyscall(m.source, target, fstype, flags, data);
+  // A bind mount ignores MS_RDONLY: read-only takes a remount.
+  if ((flags & (MS_BIND | MS_RDONLY)) === (MS_BIND | MS_RDONLY)) {
+    try {
+      await mountSyscall("", target, "", flags | MS_REMOUNT, "");
+    } catch (e) {
+      await umountSyscall(target, MNT_DETACH).catch(() => {});
+      throw e;
+    }
+  }
+}
+
+/** Whether a failure means the syscall helper cannot run here, rather than that mount(2) failed. */
+function helperUnavailable(e: unknown): boolean {
+  return !(e instanceof SyscallError);
+}
+
 /**
  * Mounts a snapshot's mount list at `target`, in order (containerd's mount.All): usually one
  * overlay or one bind. On failure, what was already mounted is unmounted again.
  */
 export async function mountAll(mounts: Mount[], target: string, what: string): Promise<void> {
   for (let i = 0; i < mounts.length; i++) {
+    const m = mounts[i]!;
     try {
-      await mustRunTool("mount", mountArgs(mounts[i]!, target), `mounting ${what} at ${target}`);
+      try {
+        await mountWithSyscalls(m, target);
+      } catch (e) {
+        if (!helperUnavailable(e)) throw e;
+        await mustRunTool("mount", mountArgs(m, target), `mounting ${what} at ${target}`);
+      }
     } catch (e) {
-      if (i > 0) await unmountAll([target]).catch(() => {});
-      throw e;
+      await unmountAll(Array(i).fill(target)).catch(() => {});
+      throw new Error(`mounting ${what} (${m.type} ${m.source}) at ${target}: ${(e as Error).message}`);
     }
   }
 }
 
 /**
- * Unmounts each target and everything below it (umount -R), in the order given, in one umount(8)
- * run; falls back to a lazy unmount for what stays busy.
+ * Unmounts each target once (a target listed twice comes off twice: stacked mounts), in the order
+ * given. A target with mounts below it, or one still in use, is detached lazily: it goes once
+ * nothing uses it. One that is not mounted is skipped.
  */
 export async function unmountAll(targets: string[]): Promise<void> {
-  if (targets.length === 0) return;
-  const r = await runTool("umount", ["-R", ...targets]);
+  for (const target of targets) {
+    try {
+      await umountSyscall(target, 0);
+    } catch (e) {
+      if (e instanceof SyscallError && (e.code === "EINVAL" || e.code === "ENOENT")) continue; // not mounted
+      if (e instanceof SyscallError && e.code === "EBUSY") await umountSyscall(target, MNT_DETACH);
+      else if (helperUnavailable(e)) await unmountWithTool(target);
+      else throw e;
+    }
+  }
+}
+
+/** umount(8) -R, lazily for what stays busy: the fallback where the syscall helper cannot run. */
+async function unmountWithTool(target: string): Promise<void> {
+  const r = await runTool("umount", ["-R", target]);
   if (r.code === 0) return;
-  const still = new Set((await readMountinfo()).map((m) => m.mountPoint));
-  const busy = targets.filter((t) => still.has(t));
-  if (busy.length === 0) return;
-  await mustRunTool("umount", ["-R", "-l", ...busy], `unmounting ${busy.join(", ")} (${r.stderr})`);
+  if (!(await readMountinfo()).some((m) => m.mountPoint === target)) return;
+  await mustRunTool("umount", ["-R", "-l", target], `unmounting ${target} (${r.stderr})`);
 }
 
 /**
- * Removes `path` recursively, but refuses to descend into anything on another filesystem than
- * `path`'s parent: a mount that is still there must never have its contents (a snapshot, a host
- * dir) deleted. Used for the executor's own bundle dirs, which live on its tmpfs.
+ * Removes `path` recursively, but refuses when anything at or below it is still mounted: a mount's
+ * contents (a snapshot, a host dir) must never be deleted. As a second guard it never descends
+ * into another filesystem than `path`'s parent's. Used for the executor's own bundle dirs.
  */
 export async function removeUnmountedTree(path: string): Promise<void> {
+  const mounted = (await readMountinfo()).filter(
+    (m) => m.mountPoint === path || m.mountPoint.startsWith(path + "/"),
+  );
+  if (mounted.length > 0) {
+    throw new Error(`removing ${path}: ${mounted[0]!.mountPoint} is still a mount point; unmount it first`);
+  }
   let parentDev: number;
   try {
     parentDev = (await lstat(posix.dirname(path))).dev;

@@ -68,6 +68,8 @@ test("read-only inputs, whole or a selected sub-path, from a dir or an overlay",
     { type: "bind", dest: "/in/sel", mounts: bind(src), selector: "/a/b", readonly: true },
     { type: "bind", dest: "/in/ovl", mounts: input, readonly: true },
     { type: "bind", dest: "/in/ovlsel", mounts: input, selector: "sub", readonly: true },
+    // The source's own "ro" holds even when the mount itself does not ask for it.
+    { type: "bind", dest: "/in/rosrc", mounts: bind(src, ["rbind", "ro"]), selector: "a", readonly: false },
   ];
   const out = collect();
   await executor.run(
@@ -76,7 +78,7 @@ test("read-only inputs, whole or a selected sub-path, from a dir or an overlay",
     execMounts,
     shell(
       "cat /in/whole/root.txt /in/sel/f /in/ovl/top.txt /in/ovlsel/file.txt; ls /in/sel; " +
-        "for d in whole sel ovl ovlsel; do touch /in/$d/new 2>/dev/null && echo writable $d; done; true",
+        "for d in whole sel ovl ovlsel rosrc; do touch /in/$d/new 2>/dev/null && echo writable $d; done; true",
     ),
     out.io,
   );

@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { lstat, mkdir, readdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { cgroupParentDirs } from "./cgroups.ts";
+import { readMountinfo } from "./hostmount.ts";
 import { ExecError } from "./runc.ts";
 import {
   collect,
@@ -38,6 +40,13 @@ test("a process's writes land in the overlay's upper dir; nothing is left behind
   assert.deepEqual(await mountsUnder(root), []);
   assert.deepEqual(await readdir(join(root, "bundles")), []);
   assert.deepEqual(await readdir(join(root, "runc")), []);
+  // runc removed the container's cgroups.
+  for (const dir of await cgroupParentDirs(await readMountinfo())) {
+    assert.deepEqual(
+      (await readdir(dir).catch(() => [])).filter((n) => n.endsWith("-writes")),
+      [],
+    );
+  }
 });
 
 test("env, cwd, hostname, extra hosts and secret env reach the process", async (t) => {
@@ -102,7 +111,7 @@ test("users by name and by id, with their groups; a missing cwd belongs to the u
 test("a failing process reports the command, exit code and the last lines of output", async (t) => {
   const { executor, root } = await testExecutor(t);
   const { mounts } = await overlayRoot(t, (await sharedBusybox()).dir);
-  const script = "for i in $(seq 1 30); do echo line $i; done; echo oops >&2; exit 3";
+  const script = "for i in $(seq 1 30); do echo line $i; done; echo oops; exit 3";
   const err = await executor.run("fails", mounts, [], shell(script), {}).then(
     () => assert.fail("expected the run to fail"),
     (e: unknown) => e,
@@ -110,14 +119,18 @@ test("a failing process reports the command, exit code and the last lines of out
   assert.ok(err instanceof ExecError);
   assert.equal(err.exitCode, 3);
   assert.deepEqual(err.args, ["/bin/sh", "-c", script]);
-  assert.equal(err.outputTail.length, 10);
-  assert.equal(err.outputTail.at(-1), "oops");
-  assert.equal(err.outputTail[0], "line 22");
+  assert.deepEqual(err.outputTail, [...Array.from({ length: 9 }, (_, i) => `line ${22 + i}`), "oops"]);
   assert.match(
     err.message,
     /^process "\/bin\/sh -c for i in .* exit 3" did not complete successfully: exit code: 3\n/,
   );
   assert.deepEqual(await mountsUnder(root), []);
+  // stderr is in the tail too (stdout and stderr are separate pipes: no order between them).
+  await assert.rejects(executor.run("", mounts, [], shell("echo bad >&2; exit 4"), {}), {
+    name: "ExecError",
+    exitCode: 4,
+    outputTail: ["bad"],
+  });
   // validExitCodes admits other codes.
   assert.deepEqual(await executor.run("", mounts, [], shell("exit 3", { validExitCodes: [0, 3] }), {}), {
     exitCode: 3,
@@ -261,5 +274,41 @@ test("a cwd or mount destination through a symlink out of the rootfs stays insid
       {},
     ),
     /mounting \/link\/passwd of its source at \/m: the path does not exist in the source/,
+  );
+});
+
+test("a cwd inside a mount is made there, not in the rootfs", async (t) => {
+  const { executor } = await testExecutor(t);
+  const { mounts, upper } = await overlayRoot(t, (await sharedBusybox()).dir);
+  const out = collect();
+  await executor.run(
+    "",
+    mounts,
+    [{ type: "tmpfs", dest: "/build" }],
+    shell("pwd; touch f", { cwd: "/build/sub" }),
+    out.io,
+  );
+  assert.equal(out.stdout(), "/build/sub\n");
+  await assert.rejects(lstat(join(upper, "build")), { code: "ENOENT" });
+});
+
+test("ulimits apply; NOFILE defaults to BuildKit's, capped at the daemon's own limit", async (t) => {
+  const { executor } = await testExecutor(t);
+  const { mounts } = await overlayRoot(t, (await sharedBusybox()).dir);
+  const limits = await readFile("/proc/self/limits", "utf8");
+  const hard = /^Max open files\s+\S+\s+(\S+)/m.exec(limits)![1]!;
+  const expected = hard === "unlimited" ? 1048576 : Math.min(1048576, Number(hard));
+  const out = collect();
+  await executor.run(
+    "",
+    mounts,
+    [],
+    shell("ulimit -n; ulimit -u; ulimit -Hu", { ulimits: [{ name: "nproc", soft: 100, hard: 200 }] }),
+    out.io,
+  );
+  assert.deepEqual(out.stdout().trim().split("\n"), [String(expected), "100", "200"]);
+  await assert.rejects(
+    executor.run("", mounts, [], shell("true", { ulimits: [{ name: "bogus", soft: 1, hard: 1 }] }), {}),
+    /invalid ulimit bogus/,
   );
 });

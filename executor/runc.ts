@@ -10,7 +10,7 @@ import { constants as osConstants } from "node:os";
 import { posix } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CGROUP_PARENT, cgroupParentDirs, listCgroups, removeCgroup } from "./cgroups.ts";
-import { mustRunTool, runTool } from "./command.ts";
+import { runTool } from "./command.ts";
 import { hostDevices } from "./devices.ts";
 import { checkHostname, DEFAULT_HOSTNAME, hostsFile, resolvConf } from "./etcfiles.ts";
 import { mountAll, mountPointsUnder, readMountinfo, removeUnmountedTree, unmountAll } from "./hostmount.ts";
@@ -146,10 +146,10 @@ export class RuncExecutor implements Executor {
     const root = await realpath(opts.root);
     const mounts = await readMountinfo();
     if (mounts.filter((m) => m.mountPoint === root).at(-1)?.fsType !== "tmpfs") {
-      await mustRunTool(
-        "mount",
-        ["-t", "tmpfs", "-o", "mode=0700", "buildd-executor", root],
-        `mounting the executor's tmpfs at ${root}`,
+      await mountAll(
+        [{ type: "tmpfs", source: "buildd-executor", options: ["mode=0700"] }],
+        root,
+        "the executor's state tmpfs",
       );
     }
     const status = await readFile("/proc/self/status", "utf8");
@@ -281,7 +281,7 @@ export class RuncExecutor implements Executor {
       rootPath = posix.join(bundle, "rootfs");
       await mkdir(rootPath);
       await mountAll(root, rootPath, "the root filesystem");
-      undo.push(() => unmountAll([rootPath]));
+      undo.push(() => unmountAll(root.map(() => rootPath)));
     }
 
     const user = await resolveUser(rootPath, proc.user ?? "");
@@ -351,7 +351,6 @@ export class RuncExecutor implements Executor {
     switch (m.type) {
       case "bind": {
         const selector = posix.join("/", m.selector ?? "/");
-        const ro = m.readonly ? ["ro"] : [];
         if (selector === "/") {
           return m.mounts.map((src) => ({
             destination: dest,
@@ -369,7 +368,7 @@ export class RuncExecutor implements Executor {
           base = posix.join(bundle, `mnt${index}`);
           await mkdir(base);
           await mountAll(m.mounts, base, `the source of the mount at ${dest}`);
-          undo.push(() => unmountAll([base]));
+          undo.push(() => unmountAll(m.mounts.map(() => base)));
         }
         const source = await resolveInRoot(base, selector);
         if (!(await exists(source))) {
@@ -377,7 +376,9 @@ export class RuncExecutor implements Executor {
             `mounting ${selector} of its source at ${dest}: the path does not exist in the source`,
           );
         }
-        return [{ destination: dest, type: "bind", source, options: ["rbind", ...ro] }];
+        // Read-only when asked, or when the source itself is (a committed snapshot's view).
+        const ro = m.readonly || m.mounts.some((src) => src.options.includes("ro"));
+        return [{ destination: dest, type: "bind", source, options: ro ? ["rbind", "ro"] : ["rbind"] }];
       }
       case "tmpfs": {
         const options = ["nosuid"];
