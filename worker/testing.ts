@@ -22,6 +22,8 @@ import { CacheRecords } from "../solver/records.ts";
 import { type Job, Solver } from "../solver/solver.ts";
 import { makeBusyboxRootfs } from "../test/busybox.ts";
 import { digestOf } from "../util/digest.ts";
+import { RegistryClient } from "../source/registry/index.ts";
+import { ImageSource } from "./sources/image.ts";
 import { SourceRegistry } from "./sources/registry.ts";
 import type { WorkerRef } from "./types.ts";
 import { OCIWorker } from "./worker.ts";
@@ -75,15 +77,18 @@ export async function openTestWorker(
     allowInsecure: opts.allowInsecure,
   });
   await mkdir(join(root, "mnt"), { recursive: true });
-  const sources = new SourceRegistry().register("test-ref", {
-    resolve: (w, v, src) => {
-      const id = src.identifier.slice("test-ref://".length);
-      return {
-        cacheMap: async () => ({ digest: digestOf(`test-ref:${id}`), deps: [] }),
-        exec: async () => [w.cache.get(id)],
-      };
-    },
-  });
+  const registry = new RegistryClient({ store: content });
+  const sources = new SourceRegistry()
+    .register("docker-image", new ImageSource(registry, db))
+    .register("test-ref", {
+      resolve: (w, v, src) => {
+        const id = src.identifier.slice("test-ref://".length);
+        return {
+          cacheMap: async () => ({ digest: digestOf(`test-ref:${id}`), deps: [] }),
+          exec: async () => [w.cache.get(id)],
+        };
+      },
+    });
   const worker = new OCIWorker({
     id: "test",
     cache,
@@ -150,6 +155,7 @@ export async function openTestWorker(
       if (closed) return;
       closed = true;
       for (const r of held.splice(0)) await r.release().catch(() => {});
+      registry.close();
       await executor.close();
       await cache.close();
       sn.close();
