@@ -86,7 +86,11 @@ for (const driver of ["overlayfs", "native"] as const) {
         await assert.rejects(writeFile(join(d, "new"), "x"), { code: "EROFS" });
       });
       const active = await sn.prepare("w", "a");
-      await withMounted(active, (d) => writeFile(join(d, "new"), "x"));
+      await withMounted(active, async (d) => {
+        await writeFile(join(d, "new"), "x");
+        await assert.rejects(sn.commit("wc", "w"), /mounted at .*unmount it first/);
+        await assert.rejects(sn.remove("w"), { code: "failed_precondition" });
+      });
       assert.deepEqual(Object.keys(await describeMounts(await sn.mounts("w"))).sort(), ["f", "new"]);
       assert.deepEqual(Object.keys(await describeMounts(await sn.mounts("a"))), ["f"]);
     });
