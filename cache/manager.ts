@@ -14,6 +14,7 @@ import { mkdir, statfs } from "node:fs/promises";
 import type { DatabaseSync } from "node:sqlite";
 import { defaultLogger, type Hooks, type Logger, type Snapshotter } from "../snapshot/types.ts";
 import { CacheDb, type RecordRow, transaction } from "./db.ts";
+import { usageOf } from "./du.ts";
 import { parseFilters } from "./filters.ts";
 import { type DiskStat, defaultGcPolicies, policyPruneOptions, pruneRecords } from "./prune.ts";
 import { recoverRecords } from "./recovery.ts";
@@ -439,46 +440,12 @@ export class CacheManager implements RefOwner {
     this.checkOpen();
     const match = parseFilters(opts.filters);
     const rows = this.records.all().filter((r) => r.state === "ready" && !this.removing.has(r.id));
-    const children = new Map<string, string[]>();
-    for (const r of rows) for (const p of r.parents) children.set(p, [...(children.get(p) ?? []), r.id]);
-    const inUse = new Map<string, boolean>();
-    const isInUse = (id: string): boolean => {
-      const known = inUse.get(id);
-      if (known !== undefined) return known;
-      inUse.set(id, false);
-      const v = this.counts.has(id) || (children.get(id) ?? []).some(isInUse);
-      inUse.set(id, v);
-      return v;
-    };
-    const shared = new Set<string>();
-    const byId = new Map(rows.map((r) => [r.id, r]));
-    const markShared = (id: string) => {
-      if (shared.has(id)) return;
-      shared.add(id);
-      for (const p of byId.get(id)?.parents ?? []) markShared(p);
-    };
-    for (const r of rows) if (r.op !== "layer") r.parents.forEach(markShared);
-    const out: UsageInfo[] = [];
-    for (const r of rows) {
-      // Like BuildKit, a mutable ref in use counts as 0: it is changing (MutableRef.size() measures it).
-      let size = r.mutable && this.counts.has(r.id) ? 0 : r.size;
-      if (size === null) size = await this.sizeOf(r.id).catch(() => 0);
-      const u: UsageInfo = {
-        id: r.id,
-        size,
-        mutable: r.mutable,
-        inUse: isInUse(r.id),
-        lastUsedAt: r.lastUsedAt ?? undefined,
-        usageCount: r.usageCount,
-        createdAt: r.createdAt,
-        description: r.description,
-        recordType: r.recordType,
-        shared: shared.has(r.id),
-        parents: r.parents,
-      };
-      if (match(u)) out.push(u);
-    }
-    return out;
+    const all = await usageOf(
+      rows,
+      (id) => this.counts.has(id),
+      (id) => this.sizeOf(id),
+    );
+    return all.filter(match);
   }
 
   private async lock(): Promise<() => void> {

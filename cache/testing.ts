@@ -68,15 +68,20 @@ export async function writeRef(
 ): Promise<ImmutableRef> {
   const m = await cm.newMutable(parent, opts);
   try {
-    await withMounted(await m.mount(), async (dir) => {
-      for (const [path, content] of Object.entries(files)) {
-        if (content === null) await rm(join(dir, path), { recursive: true, force: true });
-        else {
-          await mkdir(dirname(join(dir, path)), { recursive: true });
-          await writeFile(join(dir, path), content);
+    // Mounted beside the cache, not in /tmp: a crash test kills writers mid-write.
+    await withMounted(
+      await m.mount(),
+      async (dir) => {
+        for (const [path, content] of Object.entries(files)) {
+          if (content === null) await rm(join(dir, path), { recursive: true, force: true });
+          else {
+            await mkdir(dirname(join(dir, path)), { recursive: true });
+            await writeFile(join(dir, path), content);
+          }
         }
-      }
-    });
+      },
+      { base: cm.root },
+    );
   } catch (e) {
     await m.release();
     throw e;

@@ -130,6 +130,17 @@ export abstract class BaseSnapshotter implements Snapshotter {
     return row;
   }
 
+  /** Refuses to go on while something is mounted from the snapshot's directory. */
+  private async checkNotMounted(row: SnapshotRow, doing: string): Promise<void> {
+    const mounted = await mountsUsing(this.dir(row.id));
+    if (mounted.length > 0) {
+      throw new SnapshotError(
+        "failed_precondition",
+        `${doing}: it is mounted at ${mounted.join(", ")}; unmount it first`,
+      );
+    }
+  }
+
   /** Runs `fn` while the given snapshots cannot be removed. */
   protected async holding<T>(ids: number[], fn: () => Promise<T>): Promise<T> {
     for (const id of ids) this.busy.set(id, (this.busy.get(id) ?? 0) + 1);
@@ -273,6 +284,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
       throw new SnapshotError("already_exists", `${doing}: ${JSON.stringify(name)} already exists`);
     }
     return this.holding([row.id], async () => {
+      await this.checkNotMounted(row, doing);
       const fsUsage = await treeUsage(this.fsDir(row.id));
       await this.beforeCommit(row, fsUsage);
       const skel = await treeUsage(join(this.dir(row.id), "skel"));
@@ -303,6 +315,7 @@ export abstract class BaseSnapshotter implements Snapshotter {
         `${doing}: an operation in progress is using it; retry later`,
       );
     }
+    await this.checkNotMounted(row, doing);
     transaction(this.store.db, () => {
       const deps = this.store.dependents(row.id);
       if (deps.length > 0) {

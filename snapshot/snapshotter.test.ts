@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { describe, type TestContext, test } from "node:test";
 import { makeBusyboxRootfs } from "../test/busybox.ts";
 import { openSnapshotter } from "./index.ts";
-import { withMounted } from "./mount.ts";
+import { mountAll, withMounted } from "./mount.ts";
 import { describeMounts, describeTree, tempRoot, treeDifferences } from "./testing.ts";
 import type { Snapshotter, SnapshotterDriver } from "./types.ts";
 
@@ -86,7 +86,11 @@ for (const driver of ["overlayfs", "native"] as const) {
         await assert.rejects(writeFile(join(d, "new"), "x"), { code: "EROFS" });
       });
       const active = await sn.prepare("w", "a");
-      await withMounted(active, (d) => writeFile(join(d, "new"), "x"));
+      await withMounted(active, async (d) => {
+        await writeFile(join(d, "new"), "x");
+        await assert.rejects(sn.commit("wc", "w"), /mounted at .*unmount it first/);
+        await assert.rejects(sn.remove("w"), { code: "failed_precondition" });
+      });
       assert.deepEqual(Object.keys(await describeMounts(await sn.mounts("w"))).sort(), ["f", "new"]);
       assert.deepEqual(Object.keys(await describeMounts(await sn.mounts("a"))), ["f"]);
     });
@@ -278,6 +282,30 @@ test("auto picks overlayfs where it mounts, and reopening keeps the driver in us
   );
 });
 
+test("auto falls back to native where overlayfs cannot be mounted (its root on an overlay)", async (t) => {
+  const root = await tempRoot(t);
+  for (const d of ["l", "u", "w", "fs"]) await mkdir(join(root, d));
+  await mountAll(
+    [
+      {
+        type: "overlay",
+        source: "overlay",
+        options: [`lowerdir=${root}/l`, `upperdir=${root}/u`, `workdir=${root}/w`],
+      },
+    ],
+    join(root, "fs"),
+  );
+  const sn = await openSnapshotter({ root: join(root, "fs", "snapshots") });
+  t.after(() => sn.close());
+  assert.equal(sn.driver, "native");
+  await layer(sn, "a", undefined, (d) => writeFile(join(d, "f"), "on native"));
+  assert.deepEqual(await describeMounts(await sn.mounts("a")), { f: "file 644 0:0 on native" });
+  await assert.rejects(
+    openSnapshotter({ root: join(root, "fs", "other"), driver: "overlayfs" }),
+    /use driver native/,
+  );
+});
+
 test("overlayfs mounts a chain too long for one page of mount options", async (t) => {
   const root = await tempRoot(t, "buildd-snapshot-with-a-rather-long-name-");
   const sn = await openSnapshotter({
@@ -307,7 +335,6 @@ test("cleanup removes what the metadata does not know and unmounts what is left 
   let sn = await openSnapshotter({ root: sroot, driver: "overlayfs" });
   await layer(sn, "a", undefined, (d) => writeFile(join(d, "f"), "a"));
   const w = await sn.prepare("w", "a");
-  const { mountAll } = await import("./mount.ts");
   await mkdir(join(sroot, "mnt", "left"));
   await mountAll(w, join(sroot, "mnt", "left"));
   await mkdir(join(sroot, "s", "999", "fs"), { recursive: true });

@@ -1,6 +1,7 @@
 // A process the crash tests SIGKILL: it opens the cache stack in a directory, does one scenario's
 // work and reports on stdout what it has durably made, so the parent can kill it at a chosen point
 // and check, after reopening, that nothing reported was lost and nothing half-made remains.
+// Everything it mounts is mounted under the test's directory, which the test cleans up.
 //
 // argv[2] is JSON: { root, driver, scenario, crashAt? }. Lines on stdout:
 //   REF <id> <tree as JSON>   a committed ref that must survive, with its files
@@ -37,7 +38,7 @@ const c = await openTestCache(args.root, {
 const cm: CacheManager = c.cm;
 
 async function report(ref: ImmutableRef): Promise<void> {
-  say(`REF ${ref.id} ${JSON.stringify(await describeMounts(await ref.mount()))}`);
+  say(`REF ${ref.id} ${JSON.stringify(await describeMounts(await ref.mount(), cm.root))}`);
 }
 
 /** A little random generator, so a run can be repeated from its seed. */
@@ -57,7 +58,7 @@ switch (args.scenario) {
     await report(base);
     armed = true;
     const m = await cm.newMutable(base, { description: "child" });
-    await withMounted(await m.mount(), (d) => writeFile(join(d, "g"), "child"));
+    await withMounted(await m.mount(), (d) => writeFile(join(d, "g"), "child"), { base: cm.root });
     await m.commit();
     armed = false;
     say("READY");
@@ -120,7 +121,7 @@ switch (args.scenario) {
       } else if (op === 4) {
         // A throwaway mutable ref, released without commit: removed at once.
         const m = await cm.newMutable(pick());
-        await withMounted(await m.mount(), (d) => writeFile(join(d, "scratch"), "x"));
+        await withMounted(await m.mount(), (d) => writeFile(join(d, "scratch"), "x"), { base: cm.root });
         await m.release();
       } else {
         // Internal records nobody reported, pruned right away.
