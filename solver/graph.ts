@@ -2,14 +2,15 @@
 // and an identity that says when two builds may share one vertex's work.
 import type { LoadedDefinition, LoadedOp } from "../llb/definition.ts";
 import { describeOp } from "../llb/dump.ts";
-import type { Op } from "../proto/gen/pb/ops_pb.ts";
+import { MountType, type Op } from "../proto/gen/pb/ops_pb.ts";
 import { type Digest, digestOf } from "../util/digest.ts";
 
 /** How many results an op produces. */
 export function numOutputs(op: Op): number {
   switch (op.op.case) {
     case "exec":
-      return op.op.value.mounts.filter((m) => m.output >= 0n).length;
+      // Only bind mounts produce outputs; secret and ssh mounts leave `output` at its zero value.
+      return op.op.value.mounts.filter((m) => m.mountType === MountType.BIND && m.output >= 0n).length;
     case "file": {
       let max = -1n;
       for (const a of op.op.value.actions) if (a.output > max) max = a.output;
