@@ -143,7 +143,7 @@ function gitIdentity(remote: string): { id: string; isSsh: boolean; fullUrl?: st
   if (!m) return { id: remote, isSsh: false };
   const [, scheme, rest] = m;
   const withoutUser = rest!.replace(/^[^@/]*@/, "");
-  if (scheme === "git") return { id: withoutUser, isSsh: false };
+  if (scheme === "git") return { id: withoutUser, isSsh: false, fullUrl: remote };
   return { id: withoutUser, isSsh: scheme === "ssh", fullUrl: remote };
 }
 

@@ -25,9 +25,13 @@ describe("parseGitIdentifier", () => {
     });
   });
 
-  test("without git.fullurl a git:// identifier means the git protocol", () => {
+  test("without git.fullurl a git:// identifier means https, as in BuildKit", () => {
     const id = parseGitIdentifier("git://127.0.0.1:9418/project#main");
-    assert.equal(id.remote, "git://127.0.0.1:9418/project");
+    assert.equal(id.remote, "https://127.0.0.1:9418/project");
+    const full = parseGitIdentifier("git://127.0.0.1:9418/project#main", {
+      "git.fullurl": "git://127.0.0.1:9418/project",
+    });
+    assert.equal(full.remote, "git://127.0.0.1:9418/project", "llb.git() writes the git:// URL in full");
     assert.equal(id.ref, "main");
     assert.equal(id.subdir, "");
     assert.equal(id.keepGitDir, false);

@@ -36,8 +36,8 @@ const SCP_RE = /^([\w-]+)@([\w.-]+):(?!\/\/)(.+)$/;
 const COMMIT_RE = /^[0-9a-f]{40}$/;
 
 /**
- * Reads a git source op. A `git://` identifier without `git.fullurl` is fetched over the git
- * protocol (our `llb.git()` writes git:// remotes that way); BuildKit would use https there.
+ * Reads a git source op. A `git://` identifier without `git.fullurl` is fetched over https, as
+ * BuildKit does (`llb.git()` always writes the full URL of a remote that has a scheme).
  */
 export function parseGitIdentifier(identifier: string, attrs: Record<string, string> = {}): GitSourceId {
   if (typeof identifier !== "string" || !identifier.startsWith("git://")) {
@@ -63,7 +63,7 @@ export function parseGitIdentifier(identifier: string, attrs: Record<string, str
     const foreign = /^[a-z][a-z0-9+.-]*(:\/\/|::)/i.test(remote);
     if (!foreign && !isScpLike(remote)) remote = `https://${remote}`;
   } else {
-    remote = isScpLike(location) ? location : `git://${location}`;
+    remote = isScpLike(location) ? location : `https://${location}`;
   }
   return {
     remote: checkRemote(remote, doing),
