@@ -23,6 +23,10 @@ import { type Job, Solver } from "../solver/solver.ts";
 import { makeBusyboxRootfs } from "../test/busybox.ts";
 import { digestOf } from "../util/digest.ts";
 import { RegistryClient } from "../source/registry/index.ts";
+import { GitFetcher } from "../source/git/index.ts";
+import { HttpFetcher } from "../source/http/index.ts";
+import { GitSource } from "./sources/git.ts";
+import { HttpSource } from "./sources/http.ts";
 import { ImageSource } from "./sources/image.ts";
 import { SourceRegistry } from "./sources/registry.ts";
 import type { WorkerRef } from "./types.ts";
@@ -78,8 +82,13 @@ export async function openTestWorker(
   });
   await mkdir(join(root, "mnt"), { recursive: true });
   const registry = new RegistryClient({ store: content });
+  const git = await GitFetcher.open(join(root, "git"));
+  const http = new HttpFetcher({ store: content, db });
   const sources = new SourceRegistry()
     .register("docker-image", new ImageSource(registry, db))
+    .register("git", new GitSource(git))
+    .register("http", new HttpSource(http))
+    .register("https", new HttpSource(http))
     .register("test-ref", {
       resolve: (w, v, src) => {
         const id = src.identifier.slice("test-ref://".length);
