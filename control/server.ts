@@ -115,7 +115,7 @@ export async function startServer(opts: StartServerOptions): Promise<Server> {
         await listen(server, { path: addr.path }, formatAddress(addr));
         entry.ownsSocket = true;
         await chmod(addr.path, opts.socketMode ?? 0o660);
-        if (opts.socketGid !== undefined) await chown(addr.path, process.getuid?.() ?? 0, opts.socketGid);
+        if (opts.socketGid !== undefined) await chown(addr.path, -1, opts.socketGid);
       } else {
         const tls = opts.tls;
         const server = tls

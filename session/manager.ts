@@ -153,9 +153,15 @@ export class SessionManager {
     }
     const channel = messageChannel();
     channel.attach(requests);
-    const live = new LiveSession(info, channel, this.#opts, () => {
-      if (this.#sessions.get(info.id) === live) this.#sessions.delete(info.id);
-    });
+    const live = new LiveSession(
+      info,
+      channel,
+      this.#opts,
+      () => endReason(channel, ctx.signal),
+      () => {
+        if (this.#sessions.get(info.id) === live) this.#sessions.delete(info.id);
+      },
+    );
     this.#sessions.set(info.id, live);
     this.#opts.onEvent?.("open", info);
     live.signal.addEventListener(
@@ -203,12 +209,15 @@ class LiveSession implements SessionCaller {
   readonly #h2: http2.ClientHttp2Session;
   readonly #abort = new AbortController();
   readonly #onClosed: () => void;
+  /** Why the tunnel ended, from the RPC's point of view. */
+  readonly #describeEnd: () => string;
   #healthTimer: NodeJS.Timeout | undefined;
 
   constructor(
     info: SessionInfo,
     channel: MessageChannel,
     opts: Required<Omit<SessionManagerOptions, "onEvent">>,
+    describeEnd: () => string,
     onClosed: () => void,
   ) {
     this.id = info.id;
@@ -218,6 +227,7 @@ class LiveSession implements SessionCaller {
     this.#methodSet = new Set(info.methods);
     this.#channel = channel;
     this.#onClosed = onClosed;
+    this.#describeEnd = describeEnd;
     // The authority is a label; the connection is the tunnel.
     this.#h2 = http2.connect("http://session", {
       createConnection: () => channel.socket,
@@ -227,7 +237,7 @@ class LiveSession implements SessionCaller {
       if (!this.#h2.destroyed) this.#h2.setLocalWindowSize(CONNECTION_WINDOW);
     });
     this.#h2.on("error", () => {}); // surfaced through close() and the failing calls
-    this.#h2.on("close", () => this.close("the connection to the client was lost"));
+    this.#h2.on("close", () => this.close(this.#describeEnd()));
     const h2 = this.#h2;
     this.transport = createGrpcTransport({
       baseUrl: "http://session",
@@ -273,7 +283,7 @@ class LiveSession implements SessionCaller {
   /** The reason calls fail: set once the session is closed or its connection is gone. */
   #closedError(): ConnectError | undefined {
     if (!this.#abort.signal.aborted && (this.#h2.destroyed || this.#h2.closed)) {
-      this.close("the connection to the client was lost");
+      this.close(this.#describeEnd());
     }
     return this.#abort.signal.aborted ? (this.#abort.signal.reason as ConnectError) : undefined;
   }

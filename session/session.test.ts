@@ -263,7 +263,7 @@ await session.run(connect(process.argv[2]).control);
     await assert.rejects(pending, (e: unknown) => {
       const err = ConnectError.from(e);
       assert.equal(err.code, Code.Unavailable);
-      assert.match(err.message, new RegExp(`session ${id} \\("doomed"\\) closed`));
+      assert.match(err.message, new RegExp(`session ${id} \\("doomed"\\) closed: the client went away`));
       return true;
     });
     await new Promise<void>((resolve) => {
@@ -286,7 +286,10 @@ await session.run(connect(process.argv[2]).control);
       if (c1.signal.aborted) resolve();
       else c1.signal.addEventListener("abort", () => resolve());
     });
-    assert.match((c1.signal.reason as Error).message, /session .* \("client-closes"\) closed/);
+    assert.match(
+      (c1.signal.reason as Error).message,
+      /session .* \("client-closes"\) closed: the client ended the session/,
+    );
     await assert.rejects(
       c1.callerFor(Health).check({}),
       (e: unknown) => ConnectError.from(e).code === Code.Unavailable,
