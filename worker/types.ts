@@ -2,6 +2,7 @@
 // worker knows how to resolve and execute one op on its platform. Everything the solver needs
 // from a worker is here.
 import type { Op, OpMetadata } from "../proto/gen/pb/ops_pb.ts";
+import type { SessionCaller } from "../session/manager.ts";
 import type { Digest } from "../util/digest.ts";
 import type { VertexLog } from "./vertex-log.ts";
 
@@ -56,9 +57,13 @@ export interface OpContext {
 /** Calls back into the client that started the build. */
 export interface SessionAccess {
   readonly id: string;
+  /** The client's key for its synced directories (BuildKit's session shared key). */
+  readonly sharedKey?: string;
   getSecret(id: string, signal: AbortSignal): Promise<Uint8Array | undefined>;
-  /** Other session services, looked up by the worker's sources and exporters. */
-  readonly raw?: unknown;
+  /** The session's gRPC caller, for sources and exporters that talk to the client. */
+  readonly caller?: SessionCaller;
+  /** Another live session, by id (a local source may name the session that has its files). */
+  getSession?(id: string): Promise<SessionAccess>;
 }
 
 /** One op, bound to a worker. */

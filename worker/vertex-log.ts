@@ -15,6 +15,7 @@ export class VertexLog {
   private written = 0;
   private clipped = false;
   private readonly tail: Buffer[] = [];
+  private readonly lastStatus = new Map<string, number>();
   private tailBytes = 0;
 
   constructor(vertex: string, sinks: Set<ProgressSink>, limit = DEFAULT_LOG_LIMIT) {
@@ -42,9 +43,16 @@ export class VertexLog {
     this.emit({ logs });
   }
 
-  /** A byte counter (pull, push, transfer); call again with the same id to update it. */
+  /**
+   * A byte counter (pull, push, transfer); call again with the same id to update it. Updates
+   * of one counter are thinned to one per 100 ms (the first and the completion always go out).
+   */
   status(update: Omit<StatusUpdate, "vertex" | "timestamp">): void {
-    this.emit({ statuses: [{ ...update, vertex: this.vertex, timestamp: Date.now() }] });
+    const now = Date.now();
+    const last = this.lastStatus.get(update.id);
+    if (last !== undefined && update.completed === undefined && now - last < 100) return;
+    this.lastStatus.set(update.id, now);
+    this.emit({ statuses: [{ ...update, vertex: this.vertex, timestamp: now }] });
   }
 
   warn(short: string, detail: string[] = []): void {

@@ -1,0 +1,2 @@
+// The frontends, exporters and sources built into the daemon: one registration line each.
+// (Filled as they land; importing a plugin module registers it.)
