@@ -142,7 +142,9 @@ try {
   if (e instanceof CommanderError) {
     process.exitCode = e.exitCode;
   } else {
-    process.stderr.write(`${process.argv[2] === "build" ? "error" : "buildctl"}: ${(e as Error).message}\n`);
+    // ConnectError's message starts with "[code]"; users want the daemon's words only.
+    const msg = (e as { rawMessage?: string }).rawMessage ?? (e as Error).message;
+    process.stderr.write(`${process.argv.includes("build") ? "error" : "buildctl"}: ${msg}\n`);
     process.exitCode = 1;
   }
 }
