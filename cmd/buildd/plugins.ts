@@ -1,2 +1,5 @@
 // The frontends, exporters and sources built into the daemon: one registration line each.
-// (Filled as they land; importing a plugin module registers it.)
+import { registerPlugins } from "../../control/daemon.ts";
+import { DockerfileFrontend } from "../../frontend/dockerfile/frontend.ts";
+
+registerPlugins({ frontends: { "dockerfile.v0": () => new DockerfileFrontend() } });
