@@ -21,13 +21,14 @@ type Reported = {
 };
 
 /**
- * Runs the child until `until` matches a line it prints (or, with a number, for that many ms after
- * its first report), then SIGKILLs it. Resolves with what it reported.
+ * Runs the child until `until` matches a line it prints (or, given { refs, ms }, until `ms` after
+ * its `refs`-th new ref: a moment somewhere in its next operation), then SIGKILLs it. Resolves
+ * with what it reported.
  */
 async function runAndKill(
   t: TestContext,
   args: { root: string; driver: SnapshotterDriver; scenario: string; crashAt?: string; seed?: number },
-  until: RegExp | number,
+  until: RegExp | { refs: number; ms: number },
   reported: Reported = { refs: new Map(), mutables: new Map() },
 ): Promise<Reported> {
   const child: ChildProcess = spawn(process.execPath, [CHILD, JSON.stringify(args)], {
@@ -42,14 +43,17 @@ async function runAndKill(
   const done = new Promise<void>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     let timer: NodeJS.Timeout | undefined;
+    let newRefs = 0;
     lines.on("line", (line) => {
       const [kind, id, ...rest] = line.split(" ");
       if (kind === "REF") reported.refs.set(id!, JSON.parse(rest.join(" ")));
       if (kind === "MUTABLE") reported.mutables.set(id!, JSON.parse(rest.join(" ")));
       if (kind === "AT") reported.at = id;
-      if (typeof until === "number") {
-        timer ??= setTimeout(resolve, until);
-      } else if (until.test(line)) resolve();
+      if (until instanceof RegExp) {
+        if (until.test(line)) resolve();
+      } else if (kind === "REF" && ++newRefs >= until.refs) {
+        timer ??= setTimeout(resolve, until.ms);
+      }
     });
     void exited.then((code) => {
       if (timer) clearTimeout(timer);
@@ -57,7 +61,9 @@ async function runAndKill(
     });
   });
   const deadline = sleep(120_000).then(() => {
-    throw new Error(`child did not reach ${until} in time:\n${stderr}`);
+    throw new Error(
+      `child did not reach ${until instanceof RegExp ? until : JSON.stringify(until)} in time:\n${stderr}`,
+    );
   });
   await Promise.race([done, deadline]);
   child.kill("SIGKILL");
@@ -162,15 +168,15 @@ for (const driver of ["overlayfs", "native"] as const) {
     test("SIGKILL at random moments of a busy process, three times over", async (t) => {
       const root = await tempRoot(t, "buildd-crash-");
       let reported: Reported = { refs: new Map(), mutables: new Map() };
-      for (const [seed, ms] of [
-        [1, 300],
-        [2, 700],
-        [3, 1100],
+      for (const [seed, refs, ms] of [
+        [1, 3, 40],
+        [2, 5, 90],
+        [3, 8, 170],
       ] as const) {
-        reported = await runAndKill(t, { root, driver, scenario: "random", seed }, ms, reported);
+        reported = await runAndKill(t, { root, driver, scenario: "random", seed }, { refs, ms }, reported);
         await reopenAndCheck(root, driver, reported);
       }
-      assert.ok(reported.refs.size > 3, `the child made ${reported.refs.size} refs`);
+      assert.ok(reported.refs.size >= 16, `the child made ${reported.refs.size} refs`);
     });
   });
 }

@@ -102,6 +102,7 @@ export class CacheManager implements RefOwner {
     if (this.closed) throw new Error(`cache manager at ${this.root} is closed`);
   }
 
+  /** The ready row of `id` (used by ref handles; callers use get() and info()). */
   row(id: string, doing: string): RecordRow {
     const r = this.records.get(id);
     if (r?.state !== "ready" || this.removing.has(id)) {
@@ -110,6 +111,7 @@ export class CacheManager implements RefOwner {
     return r;
   }
 
+  /** One more count on `id` (used by ref handles). */
   retain(id: string): void {
     this.counts.set(id, (this.counts.get(id) ?? 0) + 1);
   }
@@ -146,6 +148,7 @@ export class CacheManager implements RefOwner {
     return new ImmutableHandle(this, r);
   }
 
+  /** ImmutableRef.release(): the last release records the time of use. */
   async releaseImmutable(id: string): Promise<void> {
     if (this.drop(id) && this.records.get(id)) this.records.touch(id, this.now(), false);
   }
@@ -278,6 +281,7 @@ export class CacheManager implements RefOwner {
     return new MutableHandle(this, this.row(id, doing));
   }
 
+  /** MutableRef.release(): the last release of an unkeyed ref removes it. */
   async releaseMutable(id: string): Promise<void> {
     if (!this.drop(id)) return;
     const r = this.records.get(id);
@@ -290,6 +294,7 @@ export class CacheManager implements RefOwner {
     await this.removeRecord(id);
   }
 
+  /** MutableRef.commit(), ordered for crash recovery (see the module comment). */
   async commitMutable(id: string): Promise<ImmutableRef> {
     this.checkOpen();
     const doing = `committing cache ref ${id}`;
@@ -387,6 +392,7 @@ export class CacheManager implements RefOwner {
     return this.derive(parents, "diff", opts, (n) => this.snapshotter.diff(n, lower?.id, upper.id), doing);
   }
 
+  /** Bytes of a record's own data, measured once and kept (except for a mutable ref in use). */
   async sizeOf(id: string): Promise<number> {
     const r = this.row(id, "measuring a cache ref");
     if (r.size !== null) return r.size;
@@ -459,6 +465,7 @@ export class CacheManager implements RefOwner {
     return release;
   }
 
+  /** Size and free space of the disk holding the cache root. */
   async diskStat(): Promise<DiskStat> {
     const s = await statfs(this.root);
     return { total: s.blocks * s.bsize, free: s.bavail * s.bsize };
