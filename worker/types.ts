@@ -2,6 +2,7 @@
 // worker knows how to resolve and execute one op on its platform. Everything the solver needs
 // from a worker is here.
 import type { Op, OpMetadata } from "../proto/gen/pb/ops_pb.ts";
+import type { SessionCaller } from "../session/manager.ts";
 import type { Digest } from "../util/digest.ts";
 import type { VertexLog } from "./vertex-log.ts";
 
@@ -59,6 +60,10 @@ export interface SessionAccess {
   getSecret(id: string, signal: AbortSignal): Promise<Uint8Array | undefined>;
   /** Other session services, looked up by the worker's sources and exporters. */
   readonly raw?: unknown;
+  /** The client's session channel: local sources sync its directories through it. */
+  readonly caller?: SessionCaller;
+  /** Another live session by id (a local source may name one), waiting briefly for it to connect. */
+  getSession?(id: string, signal: AbortSignal): Promise<SessionCaller>;
 }
 
 /** One op, bound to a worker. */
