@@ -371,6 +371,36 @@ test("an unknown directory name is refused, naming it", async (t) => {
   );
 });
 
+test("the client reports what it cannot send, and refuses requests for files it did not offer", async (t) => {
+  const d = await startSessionDaemon(t);
+  const src = await tempDir(t, "src");
+  const dst = await tempDir(t, "dst");
+  await writeFile(join(src, "ok"), "ok\n");
+  // A name that is not UTF-8 cannot travel in a Stat (a proto3 string).
+  await writeFile(Buffer.concat([Buffer.from(`${src}/`), Buffer.from([0x62, 0xff, 0x61, 0x64])]), "x");
+  const { caller } = await d.open(fileSyncRoutes({ ctx: src }));
+  await assert.rejects(
+    syncDir(caller, { name: "ctx", target: dst }),
+    /the client failed to send it: EILSEQ: file name "b\u00ffad" in .* is not valid UTF-8/,
+  );
+
+  const good = await tempDir(t, "good");
+  await writeFile(join(good, "f"), "f\n");
+  const other = await d.open(fileSyncRoutes({ ctx: good }));
+  const replies = other.caller.callerFor(FileSync).diffCopy(
+    (async function* (): AsyncGenerator<PacketInit> {
+      yield { type: Packet_PacketType.PACKET_REQ, ID: 99 };
+    })(),
+    { headers: encodeFileSyncHeaders({ name: "ctx" }) },
+  );
+  await assert.rejects(
+    (async () => {
+      for await (const _ of replies);
+    })(),
+    /the daemon asked for file id 99: no regular file has it/,
+  );
+});
+
 /** A DiffCopy server that sends `stats` (then the end), answers REQs from `data`, and FIN. */
 function scriptedSender(
   stats: StatInit[],

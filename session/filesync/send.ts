@@ -142,10 +142,7 @@ class DirSender {
     const ce =
       err instanceof ConnectError
         ? err
-        : new ConnectError(
-            `local dir ${JSON.stringify(this.#req.name)}: ${(err as Error)?.message ?? String(err)}`,
-            Code.Unknown,
-          );
+        : new ConnectError(err instanceof Error ? err.message : String(err), Code.Unknown);
     this.#out.fail(ce);
     this.#stop.abort(ce);
   }
@@ -221,7 +218,9 @@ class DirSender {
         case Packet_PacketType.PACKET_REQ: {
           const f = this.#files.get(p.ID);
           if (!f)
-            throw new Error(`the daemon asked for file id ${p.ID}, which is no regular file not sent yet`);
+            throw new Error(
+              `the daemon asked for file id ${p.ID}: no regular file has it, or it was sent already`,
+            );
           this.#files.delete(p.ID);
           await pool.add(() =>
             this.#sendFile(p.ID, f).catch((err: unknown) => {
