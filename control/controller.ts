@@ -136,7 +136,7 @@ export class Controller {
       caller = await this.o.sessions.get(req.Session, { signal: ctx.signal, timeoutMs: 10_000 });
     }
     const session = caller
-      ? sessionAccess(caller, (id) => this.o.sessions.get(id, { signal: ctx.signal, timeoutMs: 10_000 }))
+      ? sessionAccess(caller, (id, signal) => this.o.sessions.get(id, { signal, timeoutMs: 10_000 }))
       : undefined;
     const attrs = req.FrontendAttrs;
     const noCache = attrs["no-cache"] !== undefined && attrs["no-cache"] === "";

@@ -12,13 +12,13 @@ import type { SessionAccess, WorkerRef } from "../worker/types.ts";
 /** The worker's view of one client session. */
 export function sessionAccess(
   caller: SessionCaller,
-  getSession: (id: string) => Promise<SessionCaller>,
+  getSession: (id: string, signal: AbortSignal) => Promise<SessionCaller>,
 ): SessionAccess {
   return {
     id: caller.id,
     sharedKey: caller.sharedKey,
     caller,
-    getSession: async (id: string) => sessionAccess(await getSession(id), getSession),
+    getSession,
     getSecret: async (id, signal) => {
       if (!caller.supports("/moby.buildkit.secrets.v1.Secrets/GetSecret")) return undefined;
       try {

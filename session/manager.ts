@@ -15,6 +15,7 @@ import {
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus } from "../proto/gen/grpc/health/v1/health_pb.ts";
 import { type MessageChannel, messageChannel } from "./channel.ts";
+import { REPEATED_FILESYNC_HEADERS } from "./filesync/wire.ts";
 import { parseSessionHeaders, type SessionInfo } from "./headers.ts";
 
 /** The full path of the health method every BuildKit client serves. */
@@ -192,6 +193,22 @@ function endReason(channel: MessageChannel, rpc: AbortSignal): string {
   return "the session stream was cut off";
 }
 
+/**
+ * grpc-go reads a metadata key with several values as one header field per value, but fetch-style
+ * Headers join them with ", " before node:http2 sees them: split the keys known to repeat (file
+ * sync's patterns, whose values never hold a comma) back into separate fields.
+ */
+function splitRepeatedMetadata(headers: http2.OutgoingHttpHeaders): http2.OutgoingHttpHeaders {
+  let out = headers;
+  for (const key of REPEATED_FILESYNC_HEADERS) {
+    const v = headers[key];
+    if (typeof v !== "string" || !v.includes(", ")) continue;
+    if (out === headers) out = { ...headers };
+    out[key] = v.split(", ");
+  }
+  return out;
+}
+
 function canceled(id: string, reason: unknown): ConnectError {
   const why = reason instanceof Error ? reason.message : "aborted";
   return new ConnectError(`waiting for session ${id}: ${why}`, Code.Canceled);
@@ -231,7 +248,8 @@ class LiveSession implements SessionCaller {
     // The authority is a label; the connection is the tunnel.
     this.#h2 = http2.connect("http://session", {
       createConnection: () => channel.socket,
-      settings: { initialWindowSize: STREAM_WINDOW },
+      // Large frames from the client: file sync data in 16 KiB frames costs about twice the CPU.
+      settings: { initialWindowSize: STREAM_WINDOW, maxFrameSize: (1 << 20) - 1 },
     });
     this.#h2.on("connect", () => {
       if (!this.#h2.destroyed) this.#h2.setLocalWindowSize(CONNECTION_WINDOW);
@@ -241,12 +259,15 @@ class LiveSession implements SessionCaller {
     const h2 = this.#h2;
     this.transport = createGrpcTransport({
       baseUrl: "http://session",
+      // Uncompressed, as grpc-go (BuildKit) does: the tunnel mostly carries file data, which
+      // gzip in the client would slow to a crawl, and it crosses a local socket more often than not.
+      acceptCompression: [],
       sessionManager: {
         authority: "http://session",
         request: async (method, path, headers, options) => {
           const closed = this.#closedError();
           if (closed) throw closed;
-          return h2.request({ ...headers, ":method": method, ":path": path }, options);
+          return h2.request({ ...splitRepeatedMetadata(headers), ":method": method, ":path": path }, options);
         },
         notifyResponseByteRead: () => {},
       },

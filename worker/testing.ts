@@ -28,6 +28,7 @@ import { HttpFetcher } from "../source/http/index.ts";
 import { GitSource } from "./sources/git.ts";
 import { HttpSource } from "./sources/http.ts";
 import { ImageSource } from "./sources/image.ts";
+import { LocalSource } from "./sources/local.ts";
 import { SourceRegistry } from "./sources/registry.ts";
 import type { WorkerRef } from "./types.ts";
 import { OCIWorker } from "./worker.ts";
@@ -89,6 +90,7 @@ export async function openTestWorker(
     .register("git", new GitSource(git))
     .register("http", new HttpSource(http))
     .register("https", new HttpSource(http))
+    .register("local", new LocalSource())
     .register("test-ref", {
       resolve: (w, v, src) => {
         const id = src.identifier.slice("test-ref://".length);

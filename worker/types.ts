@@ -60,10 +60,10 @@ export interface SessionAccess {
   /** The client's key for its synced directories (BuildKit's session shared key). */
   readonly sharedKey?: string;
   getSecret(id: string, signal: AbortSignal): Promise<Uint8Array | undefined>;
-  /** The session's gRPC caller, for sources and exporters that talk to the client. */
+  /** The client's session channel: local sources sync its directories through it. */
   readonly caller?: SessionCaller;
-  /** Another live session, by id (a local source may name the session that has its files). */
-  getSession?(id: string): Promise<SessionAccess>;
+  /** Another live session by id (a local source may name one), waiting briefly for it to connect. */
+  getSession?(id: string, signal: AbortSignal): Promise<SessionCaller>;
 }
 
 /** One op, bound to a worker. */
