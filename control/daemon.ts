@@ -26,6 +26,7 @@ import { type Logger, logger } from "../util/log.ts";
 import { GitSource } from "../worker/sources/git.ts";
 import { HttpSource } from "../worker/sources/http.ts";
 import { ImageSource } from "../worker/sources/image.ts";
+import { LocalSource } from "../worker/sources/local.ts";
 import { SourceRegistry } from "../worker/sources/registry.ts";
 import { OCIWorker } from "../worker/worker.ts";
 import type { DaemonConfig } from "./config.ts";
@@ -113,7 +114,8 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
       .register("docker-image", new ImageSource(registry, db))
       .register("git", new GitSource(git))
       .register("http", new HttpSource(http))
-      .register("https", new HttpSource(http));
+      .register("https", new HttpSource(http))
+      .register("local", new LocalSource());
     const platform = hostPlatform();
     const worker = new OCIWorker({
       id: `${hostname()}-oci`,

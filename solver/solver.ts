@@ -391,7 +391,9 @@ class SharedVertex {
   settleProgress(job: Job): void {
     if (this.state.completed !== undefined) return;
     if (this.state.started !== undefined && this.resultP === undefined && this.keyP !== undefined) {
-      job.sink({ vertexes: [{ ...this.update(), completed: Date.now() }] });
+      // A source that resolved (or synced) but whose result no step needed: the rest came from
+      // the cache, so it is shown as cached, like BuildKit does.
+      job.sink({ vertexes: [{ ...this.update(), completed: Date.now(), cached: true }] });
       return;
     }
     if (this.state.started === undefined) {

@@ -6,6 +6,7 @@ import type { BuildOp as PbBuildOp } from "../../proto/gen/pb/ops_pb.ts";
 import { withMounted } from "../../snapshot/index.ts";
 import type { CacheMap, OpContext, OpSolver, VertexOp, WorkerRef } from "../types.ts";
 import type { OCIWorker } from "../worker.ts";
+import { opCacheDigest } from "./identity.ts";
 
 const DEFAULT_FILENAME = "buildkit.llb.definition";
 const MAX_DEFINITION_BYTES = 64 << 20;
@@ -29,7 +30,7 @@ export class BuildOp implements OpSolver {
 
   async cacheMap(): Promise<CacheMap> {
     return {
-      digest: this.v.digest,
+      digest: opCacheDigest(this.v.op),
       deps: this.v.op.inputs.map((_, i) =>
         i === this.input
           ? { kind: "content", selectors: [{ path: `/${this.filename}`, followLinks: true }] }

@@ -1,6 +1,5 @@
 // ExecOp: run a process with runc on the root filesystem and every LLB mount, and commit the
 // writable mounts as the op's outputs.
-import { create, toBinary } from "@bufbuild/protobuf";
 import { mkdtemp, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import {
@@ -14,10 +13,11 @@ import {
 import type { ImmutableRef, MutableRef } from "../../cache/types.ts";
 import type { ExecMount, ProcessSpec } from "../../executor/types.ts";
 import type { Mount } from "../../snapshot/types.ts";
-import { type Digest, digestOf } from "../../util/digest.ts";
+import type { Digest } from "../../util/digest.ts";
 import type { CacheMountLease, Sharing } from "../cachemounts.ts";
 import type { CacheMap, InputDependency, OpContext, OpSolver, VertexOp, WorkerRef } from "../types.ts";
 import type { OCIWorker } from "../worker.ts";
+import { opCacheDigest } from "./identity.ts";
 
 export class ExecOp implements OpSolver {
   private readonly w: OCIWorker;
@@ -36,12 +36,11 @@ export class ExecOp implements OpSolver {
     return { digest: this.identity(), deps: this.v.op.inputs.map((_, i) => this.dependency(i)) };
   }
 
-  /** The op's digest without the proxy settings, which BuildKit also keeps out of cache keys. */
+  /** The op's identity without the proxy settings, which BuildKit also keeps out of cache keys. */
   private identity(): Digest {
-    if (!this.e.meta?.proxyEnv) return this.v.digest;
-    const clone = create(OpSchema, this.v.op);
-    if (clone.op.case === "exec" && clone.op.value.meta) clone.op.value.meta.proxyEnv = undefined;
-    return digestOf(toBinary(OpSchema, clone));
+    return opCacheDigest(this.v.op, (clone) => {
+      if (clone.op.case === "exec" && clone.op.value.meta) clone.op.value.meta.proxyEnv = undefined;
+    });
   }
 
   /**

@@ -18,6 +18,7 @@ import type {
   WorkerRef,
 } from "../types.ts";
 import type { OCIWorker } from "../worker.ts";
+import { opCacheDigest } from "./identity.ts";
 
 export class FileOp implements OpSolver {
   private readonly w: OCIWorker;
@@ -32,7 +33,7 @@ export class FileOp implements OpSolver {
   }
 
   async cacheMap(): Promise<CacheMap> {
-    return { digest: this.v.digest, deps: this.v.op.inputs.map((_, i) => this.dependency(i)) };
+    return { digest: opCacheDigest(this.v.op), deps: this.v.op.inputs.map((_, i) => this.dependency(i)) };
   }
 
   /** An input only copied from (or only read for owner names) counts by the paths read. */

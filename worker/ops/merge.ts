@@ -4,6 +4,7 @@ import type { ImmutableRef } from "../../cache/types.ts";
 import type { DiffOp as PbDiffOp, MergeOp as PbMergeOp } from "../../proto/gen/pb/ops_pb.ts";
 import type { CacheMap, OpContext, OpSolver, VertexOp, WorkerRef } from "../types.ts";
 import type { OCIWorker } from "../worker.ts";
+import { opCacheDigest } from "./identity.ts";
 
 export class MergeOp implements OpSolver {
   private readonly w: OCIWorker;
@@ -18,7 +19,7 @@ export class MergeOp implements OpSolver {
   }
 
   async cacheMap(): Promise<CacheMap> {
-    return { digest: this.v.digest, deps: this.v.op.inputs.map(() => ({ kind: "definition" })) };
+    return { digest: opCacheDigest(this.v.op), deps: this.v.op.inputs.map(() => ({ kind: "definition" })) };
   }
 
   async exec(_ctx: OpContext, inputs: WorkerRef[]): Promise<WorkerRef[]> {
@@ -43,7 +44,7 @@ export class DiffOp implements OpSolver {
   }
 
   async cacheMap(): Promise<CacheMap> {
-    return { digest: this.v.digest, deps: this.v.op.inputs.map(() => ({ kind: "definition" })) };
+    return { digest: opCacheDigest(this.v.op), deps: this.v.op.inputs.map(() => ({ kind: "definition" })) };
   }
 
   async exec(_ctx: OpContext, inputs: WorkerRef[]): Promise<WorkerRef[]> {
