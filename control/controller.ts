@@ -182,7 +182,13 @@ export class Controller {
         const vlog = new VertexLog(`export-${i}-${ref}`, new Set([job.sink]));
         Object.assign(
           response,
-          await exp.export(result, eattrs, { session, log: vlog, signal: job.signal, buildArgs: attrs }),
+          await exp.export(result, eattrs, {
+            session,
+            log: vlog,
+            signal: job.signal,
+            buildArgs: attrs,
+            exporterId: i,
+          }),
         );
       }
       log.info("build done", { ms: Date.now() - started });
