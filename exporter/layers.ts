@@ -189,12 +189,13 @@ async function writeBlob(
   const hash = createHash("sha256");
   let tarBytes = 0;
   const started = Date.now();
-  const id = `${what} ${randomUUID().slice(0, 8)}`;
+  // The progress display shows the id: it says what is happening.
+  const id = `compressing ${what}`;
   const counted = (async function* () {
     for await (const c of tar) {
       hash.update(c);
       tarBytes += c.byteLength;
-      ctx.log.status({ id, name: `compressing ${what}`, current: tarBytes, total: 0, started });
+      ctx.log.status({ id, name: id, current: tarBytes, total: 0, started });
       yield c;
     }
   })();
@@ -213,7 +214,7 @@ async function writeBlob(
     });
     ctx.log.status({
       id,
-      name: `compressing ${what}`,
+      name: id,
       current: tarBytes,
       total: tarBytes,
       started,

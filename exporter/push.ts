@@ -85,32 +85,31 @@ export async function pushImage(
   const pushBlob = (d: Descriptor) => limit.run(() => pushOne(d), opts.signal);
   const pushOne = async (d: Descriptor) => {
     const started = Date.now();
-    const id = `pushing ${d.digest}`;
+    // The progress display shows the id: it says what is happening.
+    const id = `pushing ${d.digest.slice(0, 19)}`;
     const status = (current: number, completed?: number) =>
       opts.log.status({
         id,
-        name: `pushing ${d.digest.slice(0, 19)}`,
+        name: id,
         current,
         total: d.size,
         started,
         completed,
       });
-    {
-      const info = await content.info(d.digest);
-      const mountFrom = sourcesOf(info?.labels ?? {}, ref.domain);
-      const r = await registry.pushBlob(repo, d, () => content.readStream(d.digest), {
-        ...op,
-        mountFrom,
-        onProgress: (current) => status(current),
-      });
-      status(d.size, Date.now());
-      if (r.outcome === "uploaded") {
-        report.uploaded.push(d.digest);
-        report.bytesUploaded += d.size;
-      } else if (r.outcome === "mounted") report.mounted.push(d.digest);
-      else report.existing.push(d.digest);
-      await labelSource(content, d.digest, ref.domain, ref.path);
-    }
+    const info = await content.info(d.digest);
+    const mountFrom = sourcesOf(info?.labels ?? {}, ref.domain);
+    const r = await registry.pushBlob(repo, d, () => content.readStream(d.digest), {
+      ...op,
+      mountFrom,
+      onProgress: (current) => status(current),
+    });
+    status(d.size, Date.now());
+    if (r.outcome === "uploaded") {
+      report.uploaded.push(d.digest);
+      report.bytesUploaded += d.size;
+    } else if (r.outcome === "mounted") report.mounted.push(d.digest);
+    else report.existing.push(d.digest);
+    await labelSource(content, d.digest, ref.domain, ref.path);
   };
   // Layers and configs first (manifests refer to them), then each manifest, then the root.
   const manifestDigests = new Set(image.manifests.map((m) => m.descriptor.digest));

@@ -55,15 +55,15 @@ export class TarExporter implements Exporter {
       yield TAR_END;
     };
     const started = Date.now();
-    const id = `sending tar ${ctx.exporterId ?? 0}`;
+    const id = "sending tarball";
     const sent = await sendToClient(ctx.session?.caller, stream(), {
       exporterId: ctx.exporterId ?? 0,
       signal,
-      onProgress: (current) => ctx.log.status({ id, name: "sending tarball", current, total: 0, started }),
+      onProgress: (current) => ctx.log.status({ id, name: id, current, total: 0, started }),
     });
     ctx.log.status({
       id,
-      name: "sending tarball",
+      name: id,
       current: sent,
       total: sent,
       started,

@@ -41,24 +41,19 @@ export class TarballExporter implements Exporter {
       }
       const resp = imageResponse(image, opts.names);
       const started = Date.now();
-      const id = `sending tarball ${ctx.exporterId ?? 0}`;
-      let total = 0;
-      for (const b of uniqueBlobs(image)) total += b.size;
-      await sendToClient(ctx.session?.caller, imageArchive(this.deps.content, image, opts, this.kind), {
-        exporterId: ctx.exporterId ?? 0,
-        metadata: resp,
-        signal: ctx.signal,
-        onProgress: (current) =>
-          ctx.log.status({ id, name: `sending ${this.kind} tarball`, current, total, started }),
-      });
-      ctx.log.status({
-        id,
-        name: `sending ${this.kind} tarball`,
-        current: total,
-        total,
-        started,
-        completed: Date.now(),
-      });
+      // The progress display shows the id: it says what is happening.
+      const id = `sending ${this.kind} tarball`;
+      const sent = await sendToClient(
+        ctx.session?.caller,
+        imageArchive(this.deps.content, image, opts, this.kind),
+        {
+          exporterId: ctx.exporterId ?? 0,
+          metadata: resp,
+          signal: ctx.signal,
+          onProgress: (current) => ctx.log.status({ id, name: id, current, total: 0, started }),
+        },
+      );
+      ctx.log.status({ id, name: id, current: sent, total: sent, started, completed: Date.now() });
       return resp;
     });
   }
