@@ -9,12 +9,12 @@
 //   `.wh.NAME`, with the parent dirs of every change;
 // - one tree as it is (the tar exporter).
 import type { BigIntStats } from "node:fs";
-import { constants } from "node:fs";
-import { lstat, open, readlink } from "node:fs/promises";
+import { lstat, readlink } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { splitDevice } from "../fsutil/special.ts";
 import { walk } from "../fsutil/walk.ts";
 import { walkChanges } from "../snapshot/changes.ts";
+import { type BatchPiece, sharedFileReader } from "./file-reader.ts";
 import { encodeTarHeader, TAR_END, type TarWriteEntry, tarPadding } from "./tar-header.ts";
 import { readTreeXattrs, type TreeXattrs } from "./xattrs.ts";
 
@@ -36,12 +36,15 @@ export class OverlayLayoutError extends Error {
 const WHITEOUT_PREFIX = ".wh.";
 const OPAQUE_MARKER = ".wh..wh..opq";
 const OVERLAY_XATTR = "trusted.overlay.";
-/** Files up to this size are read whole, ahead of their turn; bigger ones are streamed. */
-const SMALL_FILE = 1 << 20;
+/** Entries the tree comparison may list ahead of the writer. */
 const READ_AHEAD_ENTRIES = 128;
-const READ_AHEAD_BYTES = 32 << 20;
-/** Output is gathered into chunks of about this size. */
-const OUT_CHUNK = 1 << 20;
+/** A batch holds up to this many bytes, files or pieces; big files are read in slices of SEGMENT. */
+const BATCH_BYTES = 4 << 20;
+const BATCH_FILES = 256;
+const BATCH_PIECES = 2048;
+const SEGMENT = 4 << 20;
+/** Batches being put together ahead of the consumer. */
+const BATCHES_AHEAD = 8;
 
 /** One planned tar entry: its header bytes, and the file whose content follows it. */
 type Planned = { header: Buffer; file?: { path: string; size: number; name: string } };
@@ -269,123 +272,54 @@ class Planner {
 }
 
 /**
- * Writes planned entries: headers, then content, reading small files ahead (bounded in count and
- * bytes) so that the disk is busy while the consumer compresses. Output comes in ~1 MiB chunks.
+ * Writes planned entries: headers, then content. The bytes are put together on the reader
+ * thread in batches of a few MiB (headers, padding, many small files or slices of a big one),
+ * several batches ahead, so that the disk is busy while the consumer compresses.
  */
 async function* writeEntries(
   planned: AsyncIterable<Planned>,
   opts: TarWriteOptions & { end?: boolean },
 ): AsyncGenerator<Buffer> {
-  const it = planned[Symbol.asyncIterator]();
-  const ahead: { p: Planned; data?: Promise<Buffer> }[] = [];
-  let aheadBytes = 0;
-  let exhausted = false;
-  const fill = async () => {
-    while (!exhausted && ahead.length < READ_AHEAD_ENTRIES && aheadBytes < READ_AHEAD_BYTES) {
-      const n = await it.next();
-      if (n.done) {
-        exhausted = true;
-        return;
-      }
-      const item: { p: Planned; data?: Promise<Buffer> } = { p: n.value };
-      const f = n.value.file;
-      if (f && f.size <= SMALL_FILE) {
-        item.data = readWhole(f.path, f.size, f.name);
-        item.data.catch(() => {});
-        aheadBytes += f.size;
-      }
-      ahead.push(item);
-    }
+  const reader = sharedFileReader();
+  const inFlight: Promise<Buffer>[] = [];
+  let batch: BatchPiece[] = [];
+  let batchBytes = 0;
+  let batchFiles = 0;
+  const submit = () => {
+    if (batch.length === 0) return;
+    const p = reader.read(batch);
+    p.catch(() => {});
+    inFlight.push(p);
+    batch = [];
+    batchBytes = 0;
+    batchFiles = 0;
   };
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  const add = (b: Buffer) => {
-    if (b.length === 0) return;
-    pending.push(b);
-    pendingBytes += b.length;
-  };
-  const take = (): Buffer => {
-    const out = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
-    return out;
+  const add = (piece: BatchPiece) => {
+    if (piece.length === 0) return;
+    batch.push(piece);
+    batchBytes += piece.length;
   };
   try {
-    for (;;) {
+    for await (const p of planned) {
       opts.signal?.throwIfAborted();
-      await fill();
-      const item = ahead.shift();
-      if (!item) break;
-      add(item.p.header);
-      const f = item.p.file;
-      if (f && item.data) {
-        const data = await item.data;
-        aheadBytes -= f.size;
-        add(data);
-        add(tarPadding(f.size));
-      } else if (f) {
-        if (pendingBytes > 0) yield take();
-        yield* streamFile(f.path, f.size, f.name, opts.signal);
+      add(p.header);
+      const f = p.file;
+      if (f) {
+        for (let off = 0; off < f.size; off += SEGMENT) {
+          const length = Math.min(SEGMENT, f.size - off);
+          if (batchBytes + length > BATCH_BYTES || batchFiles >= BATCH_FILES) submit();
+          add({ path: f.path, offset: off, length, name: f.name });
+          batchFiles++;
+        }
         add(tarPadding(f.size));
       }
-      if (pendingBytes >= OUT_CHUNK) yield take();
+      if (batchBytes >= BATCH_BYTES || batch.length >= BATCH_PIECES) submit();
+      while (inFlight.length >= BATCHES_AHEAD) yield await inFlight.shift()!;
     }
     if (opts.end !== false) add(TAR_END);
-    if (pendingBytes > 0) yield take();
+    submit();
+    while (inFlight.length > 0) yield await inFlight.shift()!;
   } finally {
-    await it.return?.();
+    await Promise.allSettled(inFlight);
   }
-}
-
-async function openFile(path: string, name: string) {
-  try {
-    return await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  } catch (e) {
-    throw new Error(`reading ${JSON.stringify(name)} for the archive: ${(e as Error).message}`);
-  }
-}
-
-/** Exactly `size` bytes of a file; a file that shrank since it was listed is an error. */
-async function readWhole(path: string, size: number, name: string): Promise<Buffer> {
-  const fh = await openFile(path, name);
-  try {
-    const buf = Buffer.allocUnsafe(size);
-    let off = 0;
-    while (off < size) {
-      const { bytesRead } = await fh.read(buf, off, size - off, off);
-      if (bytesRead === 0) throw changed(name, size, off);
-      off += bytesRead;
-    }
-    return buf;
-  } finally {
-    await fh.close();
-  }
-}
-
-async function* streamFile(
-  path: string,
-  size: number,
-  name: string,
-  signal: AbortSignal | undefined,
-): AsyncGenerator<Buffer> {
-  const fh = await openFile(path, name);
-  try {
-    let off = 0;
-    while (off < size) {
-      signal?.throwIfAborted();
-      const buf = Buffer.allocUnsafe(Math.min(OUT_CHUNK, size - off));
-      const { bytesRead } = await fh.read(buf, 0, buf.length, off);
-      if (bytesRead === 0) throw changed(name, size, off);
-      off += bytesRead;
-      yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
-function changed(name: string, size: number, got: number): Error {
-  return new Error(
-    `reading ${JSON.stringify(name)} for the archive: it has ${got} bytes, not the ${size} it had when listed (the tree changed while being archived)`,
-  );
 }
