@@ -41,12 +41,13 @@ function buildctl(
   addr: string,
   args: string[],
   definition: Uint8Array,
+  env: NodeJS.ProcessEnv = {},
 ): Promise<{ code: number; stdout: Buffer; stderr: string }> {
   return new Promise((resolve) => {
     const child = execFile(
       NODE,
       [join(ROOT, "cmd/buildctl/main.ts"), "--addr", addr, "build", "--progress", "plain", ...args],
-      { encoding: "buffer", maxBuffer: 256 << 20, timeout: 240_000 },
+      { encoding: "buffer", maxBuffer: 256 << 20, timeout: 240_000, env: { ...process.env, ...env } },
       (err, stdout, stderr) =>
         resolve({
           code: err ? Number((err as { code?: number }).code ?? 1) : 0,
@@ -133,12 +134,18 @@ describe("buildd and buildctl", () => {
     assert.notEqual(unwritable.code, 0);
     assert.match(unwritable.stderr, /dest=.*missing\/dir\/x\.tar: directory .* does not exist/);
 
-    const refused = await buildctl(
-      addr,
-      ["--output", `type=image,name=${registry.host}/locked:1,push=true`],
-      def,
-    );
+    // No login in docker's config: the push is refused, clearly.
+    const push = ["--output", `type=image,name=${registry.host}/locked:1,push=true`];
+    const refused = await buildctl(addr, push, def, { DOCKER_CONFIG: join(dir, "docker-empty") });
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /pushing 127\.0\.0\.1:\d+\/locked:1: .*unauthorized.*kept locally/s);
+    // With the login in docker's config.json, buildctl answers the daemon's Auth call.
+    const login = join(dir, "docker");
+    await exec("mkdir", ["-p", login]);
+    const auths = { [registry.host]: { auth: Buffer.from("u:p").toString("base64") } };
+    await writeFile(join(login, "config.json"), JSON.stringify({ auths }));
+    const allowed = await buildctl(addr, push, def, { DOCKER_CONFIG: login });
+    assert.equal(allowed.code, 0, allowed.stderr);
+    await skopeo(["inspect", "--tls-verify=false", "--creds", "u:p", `docker://${registry.host}/locked:1`]);
   });
 });

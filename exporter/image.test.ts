@@ -311,6 +311,31 @@ describe("image exporter", () => {
     assert.equal(inspect.Layers.length, 1);
   });
 
+  test("push-by-digest leaves tags alone; registry.insecure finds the plain-http registry", async (t) => {
+    const registry = await startRegistry({ signal: t.signal });
+    const w = await openTestWorker(t);
+    const deps = await exporterDeps(t, w);
+    const ref = (await w.build(scratch().file(mkfile("/d", 0o644, "digest")))).ref!;
+    const name = `${registry.host}/bydigest:tag`;
+    const resp = await new ImageExporter(deps).export(
+      result(ref, undefined),
+      { name, push: "true", "push-by-digest": "true", "registry.insecure": "true", store: "false" },
+      exportContext(),
+    );
+    const digest = resp["containerimage.digest"]!;
+    await assert.rejects(skopeo(["inspect", "--tls-verify=false", `docker://${name}`]), /manifest unknown/i);
+    const inspect = JSON.parse(
+      await skopeo([
+        "inspect",
+        "--no-tags",
+        "--tls-verify=false",
+        `docker://${registry.host}/bydigest@${digest}`,
+      ]),
+    );
+    assert.equal(inspect.Digest, digest);
+    assert.equal(deps.images.get(name), undefined, "store=false records nothing");
+  });
+
   test("bad attributes are refused before the build", () => {
     const exp = new ImageExporter({} as never);
     assert.throws(

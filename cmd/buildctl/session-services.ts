@@ -7,6 +7,11 @@ import {
   serveFileSend,
   streamTarget,
 } from "../../session/filesend/receive.ts";
+import { readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { Auth } from "../../proto/gen/moby/filesync/v1/auth_pb.ts";
 import { addSessionExtension } from "./build.ts";
 
 /** Output types whose stream the client writes to `dest` (a file, or stdout for "-"). */
@@ -43,4 +48,47 @@ addSessionExtension((r, { outputs }) => {
     if (make) targets.set(i, make(o.attrs, i));
   });
   if (targets.size > 0) serveFileSend(r, targets);
+});
+
+/**
+ * Registry logins for the daemon's pushes and pulls, from docker's config.json ($DOCKER_CONFIG or
+ * ~/.docker): `auth` (base64 user:password) or `identitytoken` entries. Credential helpers
+ * (credsStore) are not run.
+ */
+export async function dockerConfigCredentials(
+  host: string,
+): Promise<{ Username: string; Secret: string } | undefined> {
+  const dir = process.env.DOCKER_CONFIG ?? join(homedir(), ".docker");
+  let config: {
+    auths?: Record<string, { auth?: string; username?: string; password?: string; identitytoken?: string }>;
+  };
+  try {
+    config = JSON.parse(await readFile(join(dir, "config.json"), "utf8"));
+  } catch {
+    return undefined;
+  }
+  const keys =
+    host === "docker.io" || host === "registry-1.docker.io"
+      ? ["https://index.docker.io/v1/", "index.docker.io", "docker.io"]
+      : [host, `https://${host}`, `http://${host}`];
+  for (const k of keys) {
+    const e = config.auths?.[k];
+    if (!e) continue;
+    if (e.identitytoken) return { Username: "", Secret: e.identitytoken };
+    if (e.auth) {
+      const plain = Buffer.from(e.auth, "base64").toString("utf8");
+      const colon = plain.indexOf(":");
+      if (colon > 0) return { Username: plain.slice(0, colon), Secret: plain.slice(colon + 1) };
+    }
+    if (e.username && e.password) return { Username: e.username, Secret: e.password };
+  }
+  return undefined;
+}
+
+addSessionExtension((r) => {
+  r.rpc(Auth.method.credentials, async (req) => {
+    const c = await dockerConfigCredentials(req.Host);
+    if (!c) throw new ConnectError(`no login for ${req.Host} in docker's config.json`, Code.NotFound);
+    return c;
+  });
 });
