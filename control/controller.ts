@@ -21,11 +21,21 @@ import type { SolveStatus } from "../progress/types.ts";
 import type { SessionCaller, SessionManager } from "../session/manager.ts";
 import type { Solver } from "../solver/solver.ts";
 import { SolveError } from "../solver/solver.ts";
+import { digestOf } from "../util/digest.ts";
 import type { Logger } from "../util/log.ts";
 import type { OCIWorker } from "../worker/worker.ts";
 import { VertexLog } from "../worker/vertex-log.ts";
 import { JobRegistry } from "./jobs.ts";
 import { readRefFile, sessionAccess } from "./session-access.ts";
+
+/** Progress names of the export steps, as BuildKit words them. */
+const EXPORT_NAMES: Record<string, string> = {
+  image: "exporting to image",
+  oci: "exporting to oci image format",
+  docker: "exporting to docker image format",
+  tar: "exporting to client tarball",
+  local: "exporting to client directory",
+};
 
 export interface ControllerOptions {
   solver: Solver;
@@ -179,11 +189,29 @@ export class Controller {
       const response: Record<string, string> = {};
       for (const [i, { type, attrs: eattrs }] of exporters.entries()) {
         const exp = this.o.exporters.get(type)!;
-        const vlog = new VertexLog(`export-${i}-${ref}`, new Set([job.sink]));
-        Object.assign(
-          response,
-          await exp.export(result, eattrs, { session, log: vlog, signal: job.signal, buildArgs: attrs }),
-        );
+        const vertex = digestOf(`export ${ref} ${i}`);
+        const name = EXPORT_NAMES[type] ?? `exporting to ${type}`;
+        const started = Date.now();
+        const announce = (more: { completed?: number; error?: string }) =>
+          job.progress.write({ vertexes: [{ digest: vertex, inputs: [], name, started, ...more }] });
+        announce({});
+        const vlog = new VertexLog(vertex, new Set([job.sink]));
+        try {
+          Object.assign(
+            response,
+            await exp.export(result, eattrs, {
+              session,
+              log: vlog,
+              signal: job.signal,
+              buildArgs: attrs,
+              exporterId: i,
+            }),
+          );
+          announce({ completed: Date.now() });
+        } catch (e) {
+          announce({ completed: Date.now(), error: (e as Error).message });
+          throw e;
+        }
       }
       log.info("build done", { ms: Date.now() - started });
       return { ExporterResponse: response };

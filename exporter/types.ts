@@ -12,6 +12,11 @@ export interface ExportContext {
   signal: AbortSignal;
   /** Build-wide values, e.g. SOURCE_DATE_EPOCH from the frontend. */
   buildArgs?: Record<string, string>;
+  /**
+   * The exporter's index among the request's exporters: outputs the client writes (tar, oci,
+   * docker, local) are routed to the right destination by it (BuildKit's exporter id).
+   */
+  exporterId?: number;
 }
 
 export interface Exporter {

@@ -144,7 +144,13 @@ export async function build(f: BuildFlags): Promise<void> {
   const { display } = await import("../../progress/display/index.ts");
   const { TraceRecorder } = await import("../../progress/trace.ts");
   const recorder = f.trace ? new TraceRecorder() : undefined;
-  let stream: AsyncIterable<SolveStatus> = statusStream(conn, ref, ac.signal);
+  // A solve refused before its build started (a bad output) has no progress to wait for.
+  const statusStop = new AbortController();
+  let stream: AsyncIterable<SolveStatus> = statusStream(
+    conn,
+    ref,
+    AbortSignal.any([ac.signal, statusStop.signal]),
+  );
   if (recorder) stream = recorder.tap(stream);
   const shown = display(f.progress as DisplayMode, stream, process.stderr);
 
@@ -170,6 +176,7 @@ export async function build(f: BuildFlags): Promise<void> {
     response = res.ExporterResponse;
   } catch (e) {
     failure = e;
+    setTimeout(() => statusStop.abort(), 1000).unref();
   }
   const summary = await shown.catch(() => undefined);
   session.close();
