@@ -37,10 +37,12 @@ export interface TestDaemon {
   /** Starts it again on the same root. */
   start(): Promise<void>;
   readonly pid: number | undefined;
+  /** Stops the daemon and removes its root (done after the test when a test context was given). */
+  close(): Promise<void>;
 }
 
 export async function startTestDaemon(
-  t: TestContext,
+  t: TestContext | undefined,
   opts: { config?: string; args?: string[]; root?: string } = {},
 ): Promise<TestDaemon> {
   const base = opts.root ?? (await mkdtemp(join(tmpdir(), "buildd-e2e-")));
@@ -134,13 +136,19 @@ export async function startTestDaemon(
     },
     stop,
     start,
+    close: async () => {},
+  };
+  let closed: Promise<void> | undefined;
+  d.close = () => {
+    closed ??= (async () => {
+      await stop("SIGTERM");
+      await unmountUnder(base);
+      if (!opts.root) await rm(base, { recursive: true, force: true });
+    })();
+    return closed;
   };
   await start();
-  t.after(async () => {
-    await stop("SIGTERM");
-    await unmountUnder(base);
-    if (!opts.root) await rm(base, { recursive: true, force: true });
-  });
+  t?.after(() => d.close());
   return d;
 }
 
