@@ -15,7 +15,7 @@ export PATH := $(NODE_DIR):$(CURDIR)/node_modules/.bin:$(PATH)
 
 # Test files are found by name; TEST narrows them to paths starting with it (make unit TEST=llb/).
 TEST ?=
-TEST_FILES = $(shell find . -name '*.test.ts' -not -path '*/node_modules/*' -not -path './tmp/*' | sed 's|^\./||' | grep '^$(TEST)' | sort)
+TEST_FILES = $(shell find . -name '*.test.ts' -not -path '*/node_modules/*' -not -path './tmp/*' -not -path './.state/*' | sed 's|^\./||' | grep '^$(TEST)' | sort)
 TEST_CONCURRENCY ?= 4
 NODE_TEST_FLAGS ?=
 

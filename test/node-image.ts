@@ -13,7 +13,9 @@ let cached: Promise<Image> | undefined;
 /** The host paths of the shared objects `binary` needs (its ELF interpreter included). */
 async function sharedLibraries(binary: string): Promise<string[]> {
   const out = await new Promise<string>((resolve, reject) =>
-    execFile("ldd", [binary], (e, stdout) => (e ? reject(new Error(`ldd ${binary}: ${e.message}`)) : resolve(stdout))),
+    execFile("ldd", [binary], (e, stdout) =>
+      e ? reject(new Error(`ldd ${binary}: ${e.message}`)) : resolve(stdout),
+    ),
   );
   const libs: string[] = [];
   for (const line of out.split("\n")) {
@@ -38,7 +40,11 @@ export function nodeImage(nodeBinary = process.execPath): Promise<Image> {
         await copyFile(lib, join(rootfs.dir, lib));
       }
       const layer = await buildLayer({ fromDir: rootfs.dir, mtime: new Date(0) }, { compression: "gzip" });
-      return buildImage({ layers: [layer], config: { Cmd: ["node"], Env: BUSYBOX_ENV }, platform: hostPlatform() });
+      return buildImage({
+        layers: [layer],
+        config: { Cmd: ["node"], Env: BUSYBOX_ENV },
+        platform: hostPlatform(),
+      });
     } finally {
       await rootfs.cleanup();
     }
