@@ -38,7 +38,7 @@ const deps = tools
 const bundle = tools
   .run({
     shell:
-      "cp -a /src/. /work/ && cp -a /deps/node_modules /work/ && cd /work && make binaries && cp dist/*.mjs /out/",
+      "cp -a /src/. /work/ && cp -a /deps/node_modules /work/ && cd /work && make binaries && cp -r dist/. /out/",
     mounts: [
       { dest: "/opt/node", from: nodeDist, readonly: true },
       { dest: "/src", from: src, readonly: true },

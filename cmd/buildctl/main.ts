@@ -1,6 +1,9 @@
 // buildctl: the command-line client. Commands are registered here and their implementations
 // loaded on demand, so that start-up only pays for the command being run.
 import { Command, CommanderError } from "commander";
+import { installLightHeaders } from "./headers.ts";
+
+installLightHeaders();
 
 const program = new Command("buildctl")
   .description("build with buildd, inspect and prune its cache")
