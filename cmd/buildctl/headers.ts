@@ -9,7 +9,7 @@ class LightHeaders {
   constructor(init?: Init) {
     if (init === undefined || init === null) return;
     if (init instanceof LightHeaders) {
-      init.forEach((v, k) => this.append(k, v));
+      for (const [k, v] of init.entries()) this.append(k, v);
     } else if (typeof (init as Iterable<[string, string]>)[Symbol.iterator] === "function") {
       for (const [k, v] of init as Iterable<[string, string]>) this.append(k, v);
     } else {
