@@ -169,7 +169,7 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
     });
     const server = await startServer({
       addresses: config.grpc.address,
-      tls: config.grpc.tls,
+      tls: config.grpc.tls && (await readTLS(config.grpc.tls)),
       routes: (r) => r.service(Control, controller.service()),
       onError: (e: unknown) => log.warn("request failed", { error: e }),
     });
@@ -205,6 +205,24 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
     for (const f of undo.reverse()) await Promise.resolve(f()).catch(() => {});
     throw e;
   }
+}
+
+/** The TLS files named by the config, read (a bad path is a start-up error naming the file). */
+async function readTLS(t: {
+  cert: string;
+  key: string;
+  ca?: string;
+}): Promise<{ cert: Buffer; key: Buffer; ca?: Buffer }> {
+  const { readFile } = await import("node:fs/promises");
+  const read = (what: string, path: string) =>
+    readFile(path).catch((e: Error) => {
+      throw new Error(`reading the TLS ${what} ${path}: ${e.message}`);
+    });
+  return {
+    cert: await read("certificate", t.cert),
+    key: await read("key", t.key),
+    ca: t.ca ? await read("CA certificate", t.ca) : undefined,
+  };
 }
 
 /** The configured GC policies, or BuildKit's four defaults sized for the disk holding root. */

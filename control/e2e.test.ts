@@ -202,3 +202,47 @@ async function waitUntil(
 }
 
 void execFile;
+
+describe("buildd over tcp with mutual TLS", () => {
+  test("a client with a certificate from the CA gets in; one without does not", async (t) => {
+    const { mkdtemp, rm } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { makePKI } = await import("../test/pki.ts");
+    const { freePort } = await import("../test/process.ts");
+    const dir = await mkdtemp(join(tmpdir(), "buildd-pki-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    makePKI(dir);
+    const port = await freePort();
+    const tcp = `tcp://127.0.0.1:${port}`;
+    const d = await startTestDaemon(t, {
+      args: [
+        "--addr",
+        tcp,
+        "--tlscert",
+        join(dir, "server.pem"),
+        "--tlskey",
+        join(dir, "server.key"),
+        "--tlscacert",
+        join(dir, "ca.pem"),
+      ],
+    });
+    // The test daemon's own unix address comes first; add it back so the helper can reach it.
+    void d;
+    const ok = await d.buildctl([
+      "--addr",
+      tcp,
+      "--tlscacert",
+      join(dir, "ca.pem"),
+      "--tlscert",
+      join(dir, "client.pem"),
+      "--tlskey",
+      join(dir, "client.key"),
+      "debug",
+      "workers",
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /PLATFORMS/);
+    const noCert = await d.buildctl(["--addr", tcp, "--tlscacert", join(dir, "ca.pem"), "debug", "workers"]);
+    assert.equal(noCert.code, 1);
+  });
+});

@@ -13,6 +13,7 @@ import { Secrets } from "../../proto/gen/moby/buildkit/secrets/v1/secrets_pb.ts"
 import { DefinitionSchema } from "../../proto/gen/pb/ops_pb.ts";
 import type { DisplayMode } from "../../progress/display/index.ts";
 import type { SolveStatus } from "../../progress/types.ts";
+import { dial } from "./dial.ts";
 import { readStdin } from "./io.ts";
 import { parseCSV, parseKeyValue } from "./opts.ts";
 
@@ -106,9 +107,8 @@ export async function build(f: BuildFlags): Promise<void> {
     loadDefinition(definition);
   }
 
-  const { connect } = await import("../../client/connection.ts");
   const { Session } = await import("../../session/session.ts");
-  const conn: Connection = connect(f.addr);
+  const conn: Connection = await dial();
   const sharedKey = createHash("sha256")
     .update(
       `${hostname()}\n${Object.entries(locals)

@@ -13,6 +13,14 @@ const program = new Command("buildctl")
     "buildd address",
     process.env.BUILDD_HOST ?? process.env.BUILDKIT_HOST ?? "unix:///run/buildd/buildd.sock",
   )
+  .option("--tlscacert <file>", "CA certificate to verify the daemon (tcp:// addresses)")
+  .option("--tlscert <file>", "client certificate (mutual TLS)")
+  .option("--tlskey <file>", "client key (mutual TLS)")
+  .option("--tlsservername <name>", "name to verify the daemon's certificate against")
+  .hook("preAction", async () => {
+    const { setDialFlags } = await import("./dial.ts");
+    setDialFlags(program.opts());
+  })
   .showHelpAfterError()
   .exitOverride();
 
