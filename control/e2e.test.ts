@@ -246,3 +246,46 @@ describe("buildd over tcp with mutual TLS", () => {
     assert.equal(noCert.code, 1);
   });
 });
+
+describe("ssh agent forwarding", () => {
+  test("a step reaches the client's agent through the session; without --ssh it is a clear error", async (t) => {
+    const { mkdtemp, rm, readFile: rf } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { createServer } = await import("node:net");
+    const { pushNodeImage } = await import("../test/node-image.ts");
+    const { startRegistry: sr } = await import("../test/registry.ts");
+    const reg = await sr({ signal: t.signal });
+    await pushNodeImage(reg);
+    const dir = await mkdtemp(join(tmpdir(), "buildd-ssh-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    // A stand-in agent: answers every message with "agent says: " and the message.
+    const agent = createServer((s) => s.on("data", (d) => s.write(`agent says: ${d}`)));
+    await new Promise<void>((r) => agent.listen(join(dir, "agent.sock"), () => r()));
+    t.after(() => agent.close());
+    const script =
+      "const s=require('net').connect(process.env.SSH_AUTH_SOCK);s.write('ping');s.on('data',d=>{require('fs').writeFileSync('/out/reply',d);process.exit(0)})";
+    const def = llb(
+      image(`${reg.host}/node:24`)
+        .run({ args: ["node", "-e", script], mounts: [{ type: "ssh" }, { dest: "/out" }] })
+        .getMount("/out"),
+    );
+    const d = await startTestDaemon(t);
+    const out = join(dir, "out");
+    const ok = await d.buildctl(
+      [
+        "build",
+        "--progress=plain",
+        "--ssh",
+        `default=${join(dir, "agent.sock")}`,
+        "--output",
+        `type=local,dest=${out}`,
+      ],
+      { input: def },
+    );
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(await rf(join(out, "reply"), "utf8"), "agent says: ping");
+    const missing = await d.buildctl(["build", "--progress=plain", "--no-cache"], { input: def });
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no ssh agent "default" in the client's session: pass --ssh default/);
+  });
+});

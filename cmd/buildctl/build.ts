@@ -38,7 +38,11 @@ export interface BuildFlags {
 /** Extra session services a client adds (file sync for --local, file receive for outputs). */
 export type SessionExtension = (
   r: ConnectRouter,
-  ctx: { locals: Record<string, string>; outputs: { type: string; attrs: Record<string, string> }[] },
+  ctx: {
+    locals: Record<string, string>;
+    outputs: { type: string; attrs: Record<string, string> }[];
+    sshAgents: Record<string, string>;
+  },
 ) => void;
 const extensions: SessionExtension[] = [];
 
@@ -90,7 +94,14 @@ export async function build(f: BuildFlags): Promise<void> {
       secrets.set(id, async () => new Uint8Array(await readFile(src)));
     }
   }
-  if (f.ssh.length > 0) throw new Error("--ssh: ssh agent forwarding is not supported by buildd yet");
+  const sshAgents: Record<string, string> = {};
+  for (const spec of f.ssh) {
+    const [id, path] = spec.includes("=")
+      ? parseKeyValue(spec, "--ssh")
+      : [spec, process.env.SSH_AUTH_SOCK ?? ""];
+    if (!path) throw new Error(`--ssh ${spec}: no socket given and SSH_AUTH_SOCK is not set`);
+    sshAgents[id] = resolve(path);
+  }
   const cacheEntries = (list: string[], flag: string) =>
     list.map((c) => {
       const a = parseCSV(c, flag);
@@ -131,7 +142,7 @@ export async function build(f: BuildFlags): Promise<void> {
           );
         return { data: await get() };
       });
-      for (const e of extensions) e(r, { locals, outputs });
+      for (const e of extensions) e(r, { locals, outputs, sshAgents });
     },
   });
   const ac = new AbortController();

@@ -42,7 +42,12 @@ program
     [],
   )
   .option("--secret <id=...,src=...|env=...>", "secret for RUN --mount=type=secret (repeatable)", collect, [])
-  .option("--ssh <id=socket>", "ssh agent to forward (not supported yet)", collect, [])
+  .option(
+    "--ssh <id[=socket]>",
+    "ssh agent to forward: default (SSH_AUTH_SOCK) or id=socket (repeatable)",
+    collect,
+    [],
+  )
   .option("--no-cache", "run every step, ignoring the cache")
   .option("--progress <mode>", "auto, tty, plain, rawjson or quiet", "auto")
   .option("--trace <file>", "write a Chrome trace-event file of the build")
