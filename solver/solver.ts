@@ -11,6 +11,7 @@ import { loadDefinition } from "../llb/definition.ts";
 import { ProgressBus } from "../progress/bus.ts";
 import type { VertexUpdate } from "../progress/types.ts";
 import { type Digest, digestOf } from "../util/digest.ts";
+import { raceAbort } from "../util/abort.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import type { CacheMap, OpContext, OpSolver, SessionAccess, Worker, WorkerRef } from "../worker/types.ts";
 import { type ProgressSink, VertexLog } from "../worker/vertex-log.ts";
@@ -417,23 +418,4 @@ class SharedVertex {
     const u = this.update();
     for (const sink of this.sinks) sink({ vertexes: [u] });
   }
-}
-
-/** Rejects as soon as `signal` aborts, without waiting for `p`. */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason ?? new Error("cancelled"));
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
 }
