@@ -252,6 +252,64 @@ describe("remote cache between two daemons", () => {
     assert.equal(blobGets("app/inline").length, 1 + 4, "the image config and the layers of the chain");
   });
 
+  test("registry formats (image manifest, Docker media types), several imports, ignore-error", async (t) => {
+    const def = llb(linear(14));
+    const manifestRef = `${registry.host}/cache/formats:manifest`;
+    const dockerRef = `${registry.host}/cache/formats:docker`;
+    const a = await startTestDaemon(t);
+    const built = await a.buildctl(
+      [
+        "build",
+        "--progress=plain",
+        "--export-cache",
+        `type=registry,ref=${manifestRef},image-manifest=true,mode=max`,
+        "--export-cache",
+        `type=registry,ref=${dockerRef},oci-mediatypes=false`,
+        "--export-cache",
+        "type=registry,ref=127.0.0.1:1/unreachable:x,ignore-error=true",
+      ],
+      { input: def },
+    );
+    assert.equal(built.code, 0, built.stderr);
+    assert.match(built.stderr, /ignored: ignore-error=true/);
+    const manifest = JSON.parse(
+      (await fetch(`${registry.url}/v2/cache/formats/manifests/manifest`, {
+        headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
+      }).then((r) => r.text())) || "{}",
+    );
+    assert.equal(manifest.config.mediaType, "application/vnd.buildkit.cacheconfig.v0");
+    assert.equal(manifest.layers.length, 4);
+
+    for (const ref of [manifestRef, dockerRef]) {
+      const b = await startTestDaemon(t);
+      const rebuilt = await b.buildctl(
+        [
+          "build",
+          "--progress=plain",
+          "--import-cache",
+          `type=registry,ref=${registry.host}/cache/none:missing`,
+          "--import-cache",
+          `type=registry,ref=${ref}`,
+        ],
+        { input: def },
+      );
+      assert.equal(rebuilt.code, 0, rebuilt.stderr);
+      assert.match(rebuilt.stderr, /importing cache: .*cache\/none/);
+      assertAllCached(rebuilt.stderr);
+    }
+    assert.deepEqual([hits(14), hits(15), hits(16)], [1, 1, 1], "nothing ran on the B daemons");
+
+    const failed = await a.buildctl(
+      ["build", "--progress=plain", "--export-cache", "type=registry,ref=127.0.0.1:1/unreachable:x"],
+      { input: def },
+    );
+    assert.equal(failed.code, 1);
+    assert.match(
+      failed.stderr,
+      /exporting cache to registry: pushing the cache to 127.0.0.1:1\/unreachable:x/,
+    );
+  });
+
   test("corrupt and missing blobs are warnings, and the step runs", async (t) => {
     const dir = await tempDir(t);
     const def = llb(linear(11));
