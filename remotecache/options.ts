@@ -33,8 +33,9 @@ const EXPORT_ATTRS: Record<string, string[]> = {
   local: ["dest", "tag"],
   inline: [],
 };
+/** Imports from an insecure registry use the daemon's [registry."host"] settings (http, insecure). */
 const IMPORT_ATTRS: Record<string, string[]> = {
-  registry: ["ref", "registry.insecure"],
+  registry: ["ref"],
   local: ["src", "tag", "digest"],
 };
 
