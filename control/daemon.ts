@@ -13,6 +13,7 @@ import { ContentStore } from "../content/store.ts";
 import { RuncExecutor } from "../executor/runc.ts";
 import type { Exporter } from "../exporter/types.ts";
 import type { Frontend } from "../frontend/types.ts";
+import type { CacheBackend } from "../remotecache/index.ts";
 import { hostPlatform } from "../llb/vertex.ts";
 import { Control } from "../proto/gen/moby/buildkit/v1/control_pb.ts";
 import { SessionManager } from "../session/manager.ts";
@@ -39,6 +40,8 @@ export const VERSION = "0.1.0-dev";
 export interface Plugins {
   frontends?: Record<string, (d: DaemonParts) => Frontend>;
   exporters?: Record<string, (d: DaemonParts) => Exporter>;
+  /** Cache import/export types (`--export-cache type=...`, `--import-cache type=...`). */
+  cacheBackends?: Record<string, (d: DaemonParts) => CacheBackend>;
   sources?: (d: DaemonParts, registry: SourceRegistry) => void;
 }
 
@@ -51,6 +54,8 @@ export interface DaemonParts {
   worker: OCIWorker;
   solver: Solver;
   registry: RegistryClient;
+  /** docker-image sources; also unpacks imported cache layers (one chain-id table for both). */
+  images: ImageSource;
   sessions: SessionManager;
   log: Logger;
 }
@@ -110,8 +115,9 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
     const http = new HttpFetcher({ store: content, db });
     await mkdir(join(root, "mnt"), { recursive: true });
 
+    const images = new ImageSource(registry, db);
     const sources = new SourceRegistry()
-      .register("docker-image", new ImageSource(registry, db))
+      .register("docker-image", images)
       .register("git", new GitSource(git))
       .register("http", new HttpSource(http))
       .register("https", new HttpSource(http))
@@ -145,12 +151,25 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
     const sessions = new SessionManager();
     undo.push(() => sessions.closeAll("the daemon is shutting down"));
 
-    const parts: DaemonParts = { config, db, content, cache, worker, solver, registry, sessions, log };
+    const parts: DaemonParts = {
+      config,
+      db,
+      content,
+      cache,
+      worker,
+      solver,
+      registry,
+      images,
+      sessions,
+      log,
+    };
     const frontends = new Map<string, Frontend>();
     const exporters = new Map<string, Exporter>();
+    const cacheBackends = new Map<string, CacheBackend>();
     for (const p of plugins) {
       for (const [name, make] of Object.entries(p.frontends ?? {})) frontends.set(name, make(parts));
       for (const [name, make] of Object.entries(p.exporters ?? {})) exporters.set(name, make(parts));
+      for (const [name, make] of Object.entries(p.cacheBackends ?? {})) cacheBackends.set(name, make(parts));
       p.sources?.(parts, sources);
     }
     const controller = new Controller({
@@ -160,6 +179,7 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
       sessions,
       frontends,
       exporters,
+      cacheBackends,
       gcPolicies,
       log,
       allowedEntitlements: config.insecureEntitlements,
