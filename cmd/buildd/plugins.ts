@@ -1,5 +1,18 @@
 // The frontends, exporters and sources built into the daemon: one registration line each.
 import { registerPlugins } from "../../control/daemon.ts";
 import { DockerfileFrontend } from "../../frontend/dockerfile/frontend.ts";
+import { GatewayFrontend } from "../../frontend/gateway/frontend.ts";
 
 registerPlugins({ frontends: { "dockerfile.v0": () => new DockerfileFrontend() } });
+registerPlugins({
+  frontends: {
+    "gateway.v0": (d) =>
+      new GatewayFrontend({
+        ...d,
+        executor: d.worker.executor,
+        mountRoot: d.worker.mountRoot,
+        allowed: d.config.frontend.allowed,
+        worker: d.worker,
+      }),
+  },
+});
