@@ -89,6 +89,8 @@ export interface FrontendImageOptions {
   entry: string;
   /** Image labels, e.g. `moby.buildkit.frontend.caps`. */
   labels?: Record<string, string>;
+  /** Extra environment variables ("KEY=value"). */
+  env?: string[];
   /** Layer compression; "none" is faster for tests. */
   compression?: Compression;
 }
@@ -106,7 +108,7 @@ export async function frontendImage(opts: FrontendImageOptions): Promise<Image> 
     { compression },
   );
   const config: ImageConfig = {
-    Env: BUSYBOX_ENV,
+    Env: [...BUSYBOX_ENV, ...(opts.env ?? [])],
     Entrypoint: ["/usr/local/bin/node", FRONTEND_PATH],
     WorkingDir: "/",
     Labels: opts.labels,

@@ -91,7 +91,8 @@ export class DockerfileFrontend implements Frontend {
 
     const contextInput = bridge.inputs[INPUT_CONTEXT];
     let dockerignore = await bridge.readFile(dfRef, `${o.filename}.dockerignore`).catch(() => undefined);
-    if (dockerignore === undefined) {
+    // Without a client session there is no local context to read it from (a frontend's nested build).
+    if (dockerignore === undefined && (contextInput || sessionId)) {
       const ctxIgnore = contextInput
         ? undefined
         : local("context", {

@@ -101,7 +101,7 @@ export class GatewayFrontend implements Frontend {
     const started = Date.now();
     bridge.progress({ vertexes: [{ digest: vertex, inputs: [], name, started }] });
     try {
-      const result = await this.#run(bridge, source, label, pinned, imageRef, config, vertex);
+      const result = await this.#run(bridge, label, pinned, imageRef, config, vertex);
       bridge.progress({ vertexes: [{ digest: vertex, inputs: [], name, started, completed: Date.now() }] });
       return result;
     } catch (e) {
@@ -116,7 +116,6 @@ export class GatewayFrontend implements Frontend {
 
   async #run(
     bridge: FrontendBridge,
-    source: string,
     label: string,
     pinned: string,
     imageRef: ImmutableRef,
@@ -164,10 +163,12 @@ export class GatewayFrontend implements Frontend {
     const stop = new AbortController();
     const signal = AbortSignal.any([bridge.signal, stop.signal]);
     let protocolError: Error | undefined;
+    let running = true;
     void server.closed.then((err) => {
-      // The connection broke while the frontend still ran: it cannot be talked to any more.
-      if (err && !forwarder.outcome) {
-        protocolError = err;
+      // The connection broke, or was hung up, while the frontend still ran without returning:
+      // it cannot be talked to any more.
+      if (running && !forwarder.outcome) {
+        protocolError = err ?? new Error("it closed the connection without returning a result");
         stop.abort(new Error(`${label}: its gRPC connection broke`));
       }
     });
@@ -207,6 +208,7 @@ export class GatewayFrontend implements Frontend {
     } catch (e) {
       runError = e;
     } finally {
+      running = false;
       clearTimeout(grace);
       fromContainer.end();
       server.close();

@@ -33,7 +33,8 @@ export function serveOnStream(stream: Duplex, routes: (r: ConnectRouter) => void
   let failure: Error | undefined;
   let session: http2.ServerHttp2Session | undefined;
   const closed = new Promise<Error | undefined>((resolve) => {
-    stream.once("close", () => resolve(failure));
+    // The stream closes before the session reports why (a bad preface): wait for the session.
+    stream.once("close", () => setImmediate(() => resolve(failure)));
     server.on("session", (s: http2.ServerHttp2Session) => {
       session = s;
       s.setLocalWindowSize(CONNECTION_WINDOW);

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
 import { toBinary } from "@bufbuild/protobuf";
+import { ConnectError } from "@connectrpc/connect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Connection, connect } from "../../client/connection.ts";
 import { defaultConfig } from "../../control/config.ts";
@@ -134,7 +135,7 @@ export async function build(
     await status;
     return {
       ok: false,
-      error: (e as Error).message,
+      error: ConnectError.from(e).rawMessage,
       response: {},
       vertices: [...vertices.values()],
       logs,

@@ -5,6 +5,7 @@ import { Duplex } from "node:stream";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { LLBBridge } from "../../../proto/gen/moby/buildkit/v1/frontend/gateway_pb.ts";
+import { frameByFrame } from "./frames.ts";
 
 const STREAM_WINDOW = 1 << 20;
 const CONNECTION_WINDOW = 16 << 20;
@@ -15,16 +16,43 @@ export interface BridgeConnection {
   close(): void;
 }
 
-/** The frontend container's stdio as one stream: what we write goes to the daemon, what it writes we read. */
+/**
+ * The frontend container's stdio as one stream: what we write goes to the daemon, what it
+ * writes we read. (Duplex.from over process.stdin/stdout reports "Premature close" to calls in
+ * flight when one side's handle emits close early; this keeps the two sides independent.)
+ */
 export function stdioStream(): Duplex {
-  return Duplex.from({ readable: process.stdin, writable: process.stdout });
+  const input = process.stdin;
+  const output = process.stdout;
+  const stream = new Duplex({
+    read() {
+      input.resume();
+    },
+    write(chunk, _encoding, callback) {
+      output.write(chunk, callback);
+    },
+    final(callback) {
+      callback();
+    },
+    destroy(err, callback) {
+      input.pause();
+      callback(err);
+    },
+  });
+  input.on("data", (chunk: Buffer) => {
+    if (!stream.push(chunk)) input.pause();
+  });
+  input.on("end", () => stream.push(null));
+  input.on("error", (e) => stream.destroy(e));
+  output.on("error", (e) => stream.destroy(e));
+  return stream;
 }
 
 /** Connects the LLBBridge client over `stream` (the daemon serves HTTP/2 on it). */
 export function connectBridge(stream: Duplex): BridgeConnection {
   // The authority is a label: the stream decides where calls go.
   const h2 = http2.connect("http://gateway", {
-    createConnection: () => stream,
+    createConnection: () => frameByFrame(stream),
     settings: { initialWindowSize: STREAM_WINDOW },
   });
   h2.on("connect", () => {
