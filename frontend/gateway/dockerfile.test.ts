@@ -31,10 +31,14 @@ before(async () => {
 });
 after(() => registryAbort.abort());
 
-const dockerfileInput = (text: string) => ({ dockerfile: scratch().file(mkfile("/Dockerfile", 0o644, text)) });
+const dockerfileInput = (text: string) => ({
+  dockerfile: scratch().file(mkfile("/Dockerfile", 0o644, text)),
+});
 
 describe("the Dockerfile frontend image", () => {
-  test("gives the built-in frontend's result: image config, files, and the same (cached) steps", { timeout: 240_000 }, async (t) => {
+  test("gives the built-in frontend's result: image config, files, and the same (cached) steps", {
+    timeout: 240_000,
+  }, async (t) => {
     const d = await startGatewayDaemon(t);
     const dockerfile = [
       `FROM ${busybox}`,
@@ -66,11 +70,16 @@ describe("the Dockerfile frontend image", () => {
       JSON.parse(builtIn.response["meta:containerimage.config"]!),
     );
     const run = viaImage.vertices.find((v) => v.name.includes("RUN echo"));
-    assert.ok(run?.cached, `the image built the same step, so it came from the cache: ${JSON.stringify(viaImage.vertices)}`);
+    assert.ok(
+      run?.cached,
+      `the image built the same step, so it came from the cache: ${JSON.stringify(viaImage.vertices)}`,
+    );
     await assertNothingLeft(d);
   });
 
-  test("a failing step shows the same Dockerfile lines as the built-in frontend", { timeout: 240_000 }, async (t) => {
+  test("a failing step shows the same Dockerfile lines as the built-in frontend", {
+    timeout: 240_000,
+  }, async (t) => {
     const d = await startGatewayDaemon(t);
     const dockerfile = `FROM ${busybox}\nRUN echo one\nRUN echo broken-step; exit 4\n`;
     const builtIn = await build(d, { frontend: "dockerfile.v0", inputs: dockerfileInput(dockerfile) });
@@ -88,7 +97,9 @@ describe("the Dockerfile frontend image", () => {
 });
 
 describe("# syntax=", () => {
-  test("a Dockerfile names the frontend image that builds it; BUILDKIT_SYNTAX overrides it", { timeout: 240_000 }, async (t) => {
+  test("a Dockerfile names the frontend image that builds it; BUILDKIT_SYNTAX overrides it", {
+    timeout: 240_000,
+  }, async (t) => {
     const d = await startGatewayDaemon(t);
     // The test frontend ignores the Dockerfile and builds its own thing: proof that it ran.
     const routed = await build(d, {
@@ -99,7 +110,10 @@ describe("# syntax=", () => {
     });
     assert.ok(routed.ok, routed.error);
     assert.equal(routed.response["file:/copy.txt"], "hello from syntax\n");
-    assert.equal(JSON.parse(routed.response["meta:containerimage.config"]!).config.Labels.inputs, "dockerfile");
+    assert.equal(
+      JSON.parse(routed.response["meta:containerimage.config"]!).config.Labels.inputs,
+      "dockerfile",
+    );
 
     const overridden = await build(d, {
       frontend: "dockerfile.v0",
@@ -112,14 +126,20 @@ describe("# syntax=", () => {
 
     // The Dockerfile image handed a build does not hand it over again (it would loop forever).
     const dockerfile = `# syntax=${dockerfileFrontend}\nFROM ${busybox}\nRUN echo handed-over > /h.txt\n`;
-    const handed = await build(d, { frontend: "dockerfile.v0", inputs: dockerfileInput(dockerfile), read: ["/h.txt"] });
+    const handed = await build(d, {
+      frontend: "dockerfile.v0",
+      inputs: dockerfileInput(dockerfile),
+      read: ["/h.txt"],
+    });
     assert.ok(handed.ok, `${handed.error}\n${handed.logs}`);
     assert.equal(handed.response["file:/h.txt"], "handed-over\n");
     assert.equal(handed.vertices.filter((v) => v.name.startsWith("[frontend]")).length, 1);
     await assertNothingLeft(d);
   });
 
-  test("the allow-list decides which frontend images run, by gateway.v0 or by # syntax=", { timeout: 240_000 }, async (t) => {
+  test("the allow-list decides which frontend images run, by gateway.v0 or by # syntax=", {
+    timeout: 240_000,
+  }, async (t) => {
     const allowedRepo = dockerfileFrontend.replace(/:1$/, "");
     const d = await startGatewayDaemon(t, { allowed: [allowedRepo] });
     const refused = await build(d, { frontend: "gateway.v0", opts: { source: testFrontend, base: busybox } });
