@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { Duplex, Transform } from "node:stream";
 import { test } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { LLBBridge } from "../../../proto/gen/moby/buildkit/v1/frontend/gateway_pb.ts";
 import type { FrontendBridge } from "../../types.ts";
 import { LLBBridgeForwarder } from "../forwarder.ts";
@@ -14,12 +14,14 @@ import { connectBridge } from "./connection.ts";
 /** Holds writes and hands them on later as one chunk. */
 function coalescing(): Transform {
   let held: Buffer[] = [];
-  let timer: NodeJS.Timeout | undefined;
+  let scheduled = false;
   const t: Transform = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       held.push(chunk);
-      timer ??= setTimeout(() => {
-        timer = undefined;
+      if (!scheduled) scheduled = true;
+      else return callback();
+      setTimeout(() => {
+        scheduled = false;
         const all = Buffer.concat(held);
         held = [];
         t.push(all);
