@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { frontendAllowed } from "./allowed.ts";
+import { checkAllowList, frontendAllowed } from "./allowed.ts";
 
 test("an empty allow-list allows any image; a repository allows its tags and digests", () => {
   assert.ok(frontendAllowed("anything/at:all", []));
@@ -24,4 +24,12 @@ test("a tag or digest in the list pins it; a /* entry allows a prefix", () => {
   assert.ok(frontendAllowed("127.0.0.1:5000/frontends/a/b", prefix));
   assert.ok(!frontendAllowed("127.0.0.1:5000/frontends", prefix));
   assert.ok(!frontendAllowed("127.0.0.1:5000/frontendsx/y", prefix));
+});
+
+test("a configured entry that can never match is refused at start-up", () => {
+  checkAllowList(["127.0.0.1:5000/fe", "docker/dockerfile:1", "registry.example/frontends/*"]);
+  assert.throws(
+    () => checkAllowList(["ok/repo", "Not A Ref"]),
+    /^Error: frontend.allowed: "Not A Ref" is neither an image repository or reference nor a "prefix\/\*": invalid image reference/,
+  );
 });

@@ -42,3 +42,16 @@ export function frontendAllowed(source: string, allowed: readonly string[]): boo
   }
   return false;
 }
+
+/** Checks the configured list up front: an entry that can never match is a mistake to report, not to ignore. */
+export function checkAllowList(allowed: readonly string[]): void {
+  for (const entry of allowed) {
+    try {
+      parseImageRef(entry.endsWith("/*") ? entry.slice(0, -2) : entry);
+    } catch (e) {
+      throw new Error(
+        `frontend.allowed: ${JSON.stringify(entry)} is neither an image repository or reference nor a "prefix/*": ${(e as Error).message}`,
+      );
+    }
+  }
+}

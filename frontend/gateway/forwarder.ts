@@ -44,6 +44,7 @@ export type ReturnOutcome = { ok: true; result: FrontendResult } | { ok: false; 
 export class LLBBridgeForwarder {
   readonly #o: ForwarderOptions;
   readonly #refs = new Map<string, WorkerRef>();
+  readonly #ids = new Map<WorkerRef, string>();
   /** The definition each ref was solved from, so that a client can build on it. */
   readonly #definitions = new WeakMap<WorkerRef, Uint8Array>();
   readonly #bridge: FrontendBridge;
@@ -81,9 +82,11 @@ export class LLBBridgeForwarder {
 
   #add(ref: WorkerRef | undefined): string {
     if (!ref) return "";
-    for (const [id, r] of this.#refs) if (r === ref) return id;
+    const known = this.#ids.get(ref);
+    if (known) return known;
     const id = randomBytes(12).toString("hex");
     this.#refs.set(id, ref);
+    this.#ids.set(ref, id);
     return id;
   }
 

@@ -14,7 +14,7 @@ import { LLBBridge } from "../../proto/gen/moby/buildkit/v1/frontend/gateway_pb.
 import type { Logger } from "../../util/log.ts";
 import { VertexLog } from "../../worker/vertex-log.ts";
 import type { Frontend, FrontendBridge, FrontendResult } from "../types.ts";
-import { frontendAllowed } from "./allowed.ts";
+import { checkAllowList, frontendAllowed } from "./allowed.ts";
 import { LLBBridgeForwarder } from "./forwarder.ts";
 import {
   ENV_EXPORTED_PRODUCT,
@@ -65,6 +65,7 @@ export class GatewayFrontend implements Frontend {
   readonly #o: GatewayFrontendOptions;
 
   constructor(o: GatewayFrontendOptions) {
+    checkAllowList(o.allowed);
     this.#o = o;
   }
 

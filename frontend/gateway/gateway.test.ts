@@ -144,6 +144,21 @@ describe("failures", () => {
     await assertNothingLeft(d);
   });
 
+  test("a frontend that keeps running after its Return is stopped; its result stands", {
+    timeout: 120_000,
+  }, async (t) => {
+    const d = await startGatewayDaemon(t);
+    const r = await build(d, {
+      frontend: "gateway.v0",
+      opts: { source: fe, base: busybox, mode: "linger" },
+      read: ["/l.txt"],
+    });
+    assert.ok(r.ok, r.error);
+    assert.equal(r.response["file:/l.txt"], "lingered\n");
+    assert.match(r.logs, /frontend: returned, now lingering/);
+    await assertNothingLeft(d);
+  });
+
   test("gateway.v0 without a source, or with an image that does not exist", {
     timeout: 60_000,
   }, async (t) => {

@@ -96,6 +96,15 @@ const modes: Record<string, (c: GatewayClient) => Promise<Awaited<ReturnType<typ
     await new Promise(() => {});
     return {};
   },
+  linger: async (c) => {
+    const { ref } = await c.solve({
+      definition: image(c.opts.base!).run({ shell: "echo lingered > /l.txt" }).root(),
+    });
+    await c.return({ ref });
+    process.stderr.write("frontend: returned, now lingering\n");
+    await new Promise(() => {});
+    return {};
+  },
   "step-fails": async (c) => {
     await c.solve({ definition: image(c.opts.base!).run({ shell: "echo step-output; exit 5" }).root() });
     return {};
