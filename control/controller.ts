@@ -183,6 +183,8 @@ export class Controller {
             Object.entries(req.FrontendInputs).map(([k, d]) => [k, toBinary(DefinitionSchema, d)]),
           ),
           signal: job.signal,
+          frontend: (name) => this.o.frontends.get(name),
+          progress: job.sink,
         };
         result = await fe.solve(bridge);
       } else if (req.Definition && req.Definition.def.length > 0) {
