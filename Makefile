@@ -66,9 +66,10 @@ binaries: deps
 # The frontend images in examples/frontends (the Dockerfile frontend, the steps format), pushed
 # to REGISTRY=host:port and/or written as OCI layouts to OCI_DIR=dir. Packed in code until the
 # image exporter lands (see examples/frontends/README.md).
+# The frontend images (the Dockerfile frontend itself, the steps example), built with buildd:
+# see scripts/frontend-images.sh.
 frontend-images: deps
-	$(if $(REGISTRY)$(OCI_DIR),,$(error give REGISTRY=host:port and/or OCI_DIR=dir))
-	$(NODE) examples/frontends/build-images.ts $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(OCI_DIR),--oci-dir $(OCI_DIR))
+	scripts/frontend-images.sh
 
 bench: binaries
 	@echo "benchmarks live in bench/; see bench/README.md"

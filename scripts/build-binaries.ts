@@ -18,10 +18,12 @@ mkdirSync(join(root, "bin"), { recursive: true });
 const lazyBuiltins: Plugin = {
   name: "lazy-builtins",
   setup(b) {
-    b.onResolve({ filter: /^(node:)?https?$/ }, (args) => ({
-      path: args.path.replace(/^node:/, ""),
-      namespace: "builtin-shim",
-    }));
+    b.onResolve({ filter: /^(node:)?https?$/ }, (args) =>
+      // The shim's own require() of the real module stays a plain external require.
+      args.namespace === "builtin-shim"
+        ? { path: args.path, external: true }
+        : { path: args.path.replace(/^node:/, ""), namespace: "builtin-shim" },
+    );
     b.onLoad({ filter: /.*/, namespace: "builtin-shim" }, (args) => ({
       contents: `const m = require("node:${args.path}");
 export default m;
