@@ -98,7 +98,9 @@ export class DockerfileFrontend implements Frontend {
         : local("context", {
             include: [".dockerignore"],
             sessionId,
-            sharedKeyHint: "context",
+            // A persistent copy of its own: sharing the context's would make each sync delete
+            // what the other selected, and transfer the whole context again every build.
+            sharedKeyHint: "context-dockerignore",
             customName: "[internal] load .dockerignore",
           });
       const ref = await bridge.solve(contextInput ?? ctxIgnore!.marshal().bytes);
