@@ -110,7 +110,7 @@ const bundle = withNode
   })
   .getMount("/out");
 
-const wrapper = (cmd: string) => `#!/bin/sh\nexec /opt/node/bin/node /opt/buildd/${cmd}.mjs "$@"\n`;
+const wrapper = (cmd: string) => `#!/bin/sh\nexec /opt/node/bin/node /opt/buildd/${cmd}/main.mjs "$@"\n`;
 let result = scratch().file(
   mkdir("/opt/buildd", 0o755, { makeParents: true })
     .copy(bundle, "/", "/opt/buildd/", { dirCopyContents: true })

@@ -33,29 +33,33 @@ export const { Agent, ClientRequest, IncomingMessage, METHODS, STATUS_CODES, Ser
   },
 };
 
-await build({
-  plugins: [lazyBuiltins],
-  entryPoints: Object.fromEntries(commands.map((c) => [c, join(root, "cmd", c, "main.ts")])),
-  outdir: join(root, "dist"),
-  outExtension: { ".js": ".mjs" },
-  chunkNames: "chunks/[name]-[hash]",
-  bundle: true,
-  splitting: true,
-  platform: "node",
-  format: "esm",
-  target: "node24",
-  sourcemap: "linked",
-  minifySyntax: true,
-  // Bundled CommonJS dependencies (commander, tar-stream) call require() for node built-ins.
-  banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-  },
-  logLevel: "warning",
-});
+// One build per command: chunks shared between the two would make buildctl evaluate the
+// daemon's modules (protobuf descriptors especially) just because they sit in a common chunk.
+for (const name of commands) {
+  await build({
+    plugins: [lazyBuiltins],
+    entryPoints: { main: join(root, "cmd", name, "main.ts") },
+    outdir: join(root, "dist", name),
+    outExtension: { ".js": ".mjs" },
+    chunkNames: "chunks/[name]-[hash]",
+    bundle: true,
+    splitting: true,
+    platform: "node",
+    format: "esm",
+    target: "node24",
+    sourcemap: "linked",
+    minifySyntax: true,
+    // Bundled CommonJS dependencies (commander, tar-stream) call require() for node built-ins.
+    banner: {
+      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+    },
+    logLevel: "warning",
+  });
+}
 for (const name of commands) {
   // No --enable-source-maps: Node parses maps eagerly, which costs start-up time and ~2 MB of the
   // daemon's idle memory; errors shown to users carry no stack anyway.
-  const wrapper = `#!/bin/sh\nexec "${process.execPath}" "${join(root, "dist", `${name}.mjs`)}" "$@"\n`;
+  const wrapper = `#!/bin/sh\nexec "${process.execPath}" "${join(root, "dist", name, "main.mjs")}" "$@"\n`;
   writeFileSync(join(root, "bin", name), wrapper);
   chmodSync(join(root, "bin", name), 0o755);
 }

@@ -30,6 +30,6 @@ bin/node examples/buildd3.ts --buildd=local --node=base --deps=local --base="$RE
   bin/buildctl --addr "unix://$SOCK" build --local buildd-src="$REPO" --output type=local,dest="$STATE/out"
 
 say "result: $STATE/out"
-echo "    $STATE/out/opt/buildd/buildctl.mjs and buildd.mjs, wrappers in $STATE/out/usr/local/bin"
-echo "    it runs: $(bin/node "$STATE/out/opt/buildd/buildctl.mjs" --version)"
+echo "    the bundles are in $STATE/out/opt/buildd (buildctl/, buildd/), wrappers in $STATE/out/usr/local/bin"
+echo "    it runs: $(bin/node "$STATE/out/opt/buildd/buildctl/main.mjs" --version)"
 echo "    the daemon keeps running: bin/buildctl --addr unix://$SOCK du"

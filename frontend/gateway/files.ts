@@ -89,7 +89,7 @@ export async function readRefDir(
       for (const name of picked) out.push(await statOf(join(p, name), name));
       return out;
     },
-    { readonly: true, base: mountBase },
+    { readonly: true, inPlace: true, base: mountBase },
   );
 }
 
@@ -101,6 +101,6 @@ export async function statRefFile(ref: WorkerRef, path: string, mountBase?: stri
       const p = await resolveInRoot(root, path, { followFinal: false });
       return statOf(p, posix.basename(posix.join("/", path)) || "/");
     },
-    { readonly: true, base: mountBase },
+    { readonly: true, inPlace: true, base: mountBase },
   );
 }
