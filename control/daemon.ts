@@ -28,6 +28,7 @@ import { GitSource } from "../worker/sources/git.ts";
 import { HttpSource } from "../worker/sources/http.ts";
 import { ImageSource } from "../worker/sources/image.ts";
 import { LocalSource } from "../worker/sources/local.ts";
+import { OCILayoutSource } from "../worker/sources/oci-layout.ts";
 import { SourceRegistry } from "../worker/sources/registry.ts";
 import { OCIWorker } from "../worker/worker.ts";
 import type { DaemonConfig } from "./config.ts";
@@ -118,6 +119,7 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
     const images = new ImageSource(registry, db);
     const sources = new SourceRegistry()
       .register("docker-image", images)
+      .register("oci-layout", new OCILayoutSource(images))
       .register("git", new GitSource(git))
       .register("http", new HttpSource(http))
       .register("https", new HttpSource(http))

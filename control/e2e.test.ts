@@ -289,3 +289,50 @@ describe("ssh agent forwarding", () => {
     assert.match(missing.stderr, /no ssh agent "default" in the client's session: pass --ssh default/);
   });
 });
+
+describe("oci-layout sources", () => {
+  test("an image from the client's OCI layout; the daemon's own store by digest", async (t) => {
+    const { mkdtemp, rm, readFile: rf } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { busyboxImage } = await import("../test/busybox-image.ts");
+    const { writeOCILayout } = await import("../test/oci.ts");
+    const { ociLayout } = await import("../llb/index.ts");
+    const dir = await mkdtemp(join(tmpdir(), "buildd-ocilayout-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const img = await busyboxImage();
+    await writeOCILayout(join(dir, "layout"), img, { tag: "v1" });
+    const d = await startTestDaemon(t);
+    const step = (ref: string) =>
+      llb(
+        ociLayout(ref)
+          .run({ shell: "echo from-layout > /out/proof", mounts: [{ dest: "/out" }] })
+          .getMount("/out"),
+      );
+    const out = join(dir, "out");
+    const r = await d.buildctl(
+      [
+        "build",
+        "--progress=plain",
+        "--oci-layout",
+        `mine=${join(dir, "layout")}`,
+        "--output",
+        `type=local,dest=${out}`,
+      ],
+      {
+        input: step("mine:v1"),
+      },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await rf(join(out, "proof"), "utf8"), "from-layout\n");
+    // The blobs are now in the daemon's content store: pinned by digest, no client layout needed.
+    const pinned = await d.buildctl(["build", "--progress=plain", "--no-cache"], {
+      input: step(`anything@${img.digest}`),
+    });
+    assert.equal(pinned.code, 0, pinned.stderr);
+    const missing = await d.buildctl(["build", "--progress=plain"], {
+      input: step(`other@sha256:${"0".repeat(64)}`),
+    });
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /not in the daemon's content store/);
+  });
+});

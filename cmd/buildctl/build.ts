@@ -22,6 +22,7 @@ export interface BuildFlags {
   frontend?: string;
   opt: string[];
   local: string[];
+  ociLayout?: string[];
   output: string[];
   secret: string[];
   ssh: string[];
@@ -62,6 +63,11 @@ export async function build(f: BuildFlags): Promise<void> {
   for (const l of f.local) {
     const [name, path] = parseKeyValue(l, "--local");
     locals[name] = resolve(path);
+  }
+  // An OCI layout is shared like a local dir, under a name of its own.
+  for (const l of f.ociLayout ?? []) {
+    const [name, path] = parseKeyValue(l, "--oci-layout");
+    locals[`oci-layout:${name}`] = resolve(path);
   }
   const { stat } = await import("node:fs/promises");
   for (const [name, path] of Object.entries(locals)) {

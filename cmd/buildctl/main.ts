@@ -36,6 +36,12 @@ program
   .option("--opt <key=value>", "frontend option (repeatable)", collect, [])
   .option("--local <name=path>", "local directory for the build (repeatable)", collect, [])
   .option(
+    "--oci-layout <name=path>",
+    "OCI image layout for oci-layout://name sources (repeatable)",
+    collect,
+    [],
+  )
+  .option(
     "-o, --output <type=...,key=value>",
     "output: type=image|local|tar|oci|docker plus attributes (repeatable)",
     collect,
@@ -68,6 +74,7 @@ program
       frontend: opts.frontend as string | undefined,
       opt: opts.opt as string[],
       local: opts.local as string[],
+      ociLayout: opts.ociLayout as string[],
       output: opts.output as string[],
       secret: opts.secret as string[],
       ssh: opts.ssh as string[],
