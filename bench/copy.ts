@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { copy } from "../fsutil/copy.ts";
 
-const parent = process.argv[2] ?? tmpdir();
+const parent = process.argv[2] || tmpdir();
 const files = Number(process.argv[3] ?? 5000);
 const totalMB = Number(process.argv[4] ?? 200);
 const runs = Number(process.argv[5] ?? 5);
