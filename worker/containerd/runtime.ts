@@ -148,11 +148,19 @@ export class ContainerdRuntime implements ContainerRuntime {
   }
 
   async cleanup(): Promise<void> {
-    const { containers } = await this.#client.containers.list({
-      filters: [`labels."${WORKER_LABEL}"==${this.#workerId}`],
-    });
-    for (const ctr of containers) await this.#removeContainer(ctr.id);
-    this.#leftovers.clear();
+    try {
+      const { containers } = await this.#client.containers.list({
+        filters: [`labels."${WORKER_LABEL}"==${this.#workerId}`],
+      });
+      for (const ctr of containers) await this.#removeContainer(ctr.id);
+      this.#leftovers.clear();
+    } catch (e) {
+      if (!isUnavailable(e)) throw e;
+      // containerd is away (stopped before the daemon): the next open removes what is left.
+      this.#log?.warn("containerd is unreachable; leftover containers are removed at the next start", {
+        error: (e as Error).message,
+      });
+    }
   }
 
   /** Kills the task until Wait returns; the process may not have started yet. */

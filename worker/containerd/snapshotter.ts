@@ -26,7 +26,7 @@ import { mkdir, mkdtemp, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { Code } from "@connectrpc/connect";
-import { type Mount as CtdMount } from "../../proto/gen/containerd/types/mount_pb.ts";
+import type { Mount as CtdMount } from "../../proto/gen/containerd/types/mount_pb.ts";
 import { Kind } from "../../proto/gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import { applyChanges } from "../../snapshot/changes.ts";
 import { copyDirContents, removeEmptyDirs } from "../../snapshot/copy.ts";
