@@ -56,6 +56,8 @@ export interface DaemonConfig {
       maxParallelism?: number;
       /** "oci": when containerd cannot be reached at start, run the runc (oci) worker instead of failing. */
       fallback: "none" | "oci";
+      /** runc's state dir for build containers (the runc shim's `root`); default: the shim's own. */
+      runcRoot?: string;
     };
   };
   registry: Record<string, RegistryConfig>;
@@ -216,6 +218,7 @@ export function parseConfig(doc: Table, source: string): DaemonConfig {
         "network-mode",
         "max-parallelism",
         "fallback",
+        "runc-root",
       ]);
       const ctd = c.worker.containerd;
       if (o.enabled !== undefined) ctd.enabled = v.bool(o.enabled, "worker.containerd.enabled");
@@ -243,6 +246,7 @@ export function parseConfig(doc: Table, source: string): DaemonConfig {
         ctd.maxParallelism = v.posInt(o["max-parallelism"], "worker.containerd.max-parallelism");
       if (o.fallback !== undefined)
         ctd.fallback = v.oneOf(o.fallback, "worker.containerd.fallback", ["none", "oci"] as const);
+      if (o["runc-root"] !== undefined) ctd.runcRoot = v.absPath(o["runc-root"], "worker.containerd.runc-root");
     }
   }
   if (doc.registry !== undefined) {

@@ -144,6 +144,7 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
           gcPolicies,
           platforms: ctdConfig.platforms.length > 0 ? ctdConfig.platforms.map(parsePlatform) : [platform],
           defaultNetwork: ctdConfig.networkMode,
+          runcRoot: ctdConfig.runcRoot,
           allowInsecure,
           allowHostNetwork: true,
           log: quiet,

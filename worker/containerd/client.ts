@@ -128,8 +128,17 @@ export class ContainerdClient {
   }
 }
 
-/** Turns any failure of a call into a ContainerdError naming the socket and the call. */
-export function explainFailure(err: unknown, address: string, call: string): unknown {
+/**
+ * Turns any failure of a call into a ContainerdError naming the socket and the call. A call
+ * cancelled without its caller asking (`cancelledByCaller` false) lost its connection: containerd
+ * went away (restarted or stopped).
+ */
+export function explainFailure(
+  err: unknown,
+  address: string,
+  call: string,
+  cancelledByCaller = false,
+): unknown {
   if (err instanceof ContainerdError) return err;
   const sys = findSystemError(err);
   if (sys && ["ENOENT", "ECONNREFUSED", "EACCES", "ECONNRESET", "EPIPE"].includes(sys.code ?? "")) {
@@ -146,6 +155,17 @@ export function explainFailure(err: unknown, address: string, call: string): unk
     );
   }
   if (err instanceof ConnectError) {
+    const lost =
+      (err.code === Code.Canceled && !cancelledByCaller) ||
+      (err.code === Code.Internal &&
+        /http\/2|stream closed|GOAWAY|ECONNRESET|socket hang up/i.test(err.rawMessage));
+    if (lost) {
+      return new ContainerdError(
+        `containerd at ${address}: ${call}: the connection broke (${err.rawMessage}); was containerd restarted or stopped?`,
+        Code.Unavailable,
+        err,
+      );
+    }
     return new ContainerdError(`containerd at ${address}: ${call}: ${err.rawMessage}`, err.code, err);
   }
   return err;
@@ -160,13 +180,15 @@ function explained<T extends DescService>(client: Client<T>, service: T, address
   for (const m of service.methods) {
     const call = `${service.typeName.replace(/^containerd\.services\./, "")}/${m.name}`;
     const fn = (client as Record<string, (...a: unknown[]) => unknown>)[m.localName]!.bind(client);
+    const byCaller = (args: unknown[]) =>
+      (args[1] as { signal?: AbortSignal } | undefined)?.signal?.aborted === true;
     if (m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming") {
       wrapped[m.localName] = (...args: unknown[]) =>
         (async function* () {
           try {
             yield* fn(...args) as AsyncIterable<unknown>;
           } catch (e) {
-            throw explainFailure(e, address, call);
+            throw explainFailure(e, address, call, byCaller(args));
           }
         })();
     } else {
@@ -174,7 +196,7 @@ function explained<T extends DescService>(client: Client<T>, service: T, address
         try {
           return await fn(...args);
         } catch (e) {
-          throw explainFailure(e, address, call);
+          throw explainFailure(e, address, call, byCaller(args));
         }
       };
     }
