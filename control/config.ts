@@ -246,7 +246,8 @@ export function parseConfig(doc: Table, source: string): DaemonConfig {
         ctd.maxParallelism = v.posInt(o["max-parallelism"], "worker.containerd.max-parallelism");
       if (o.fallback !== undefined)
         ctd.fallback = v.oneOf(o.fallback, "worker.containerd.fallback", ["none", "oci"] as const);
-      if (o["runc-root"] !== undefined) ctd.runcRoot = v.absPath(o["runc-root"], "worker.containerd.runc-root");
+      if (o["runc-root"] !== undefined)
+        ctd.runcRoot = v.absPath(o["runc-root"], "worker.containerd.runc-root");
     }
   }
   if (doc.registry !== undefined) {
