@@ -99,8 +99,17 @@ export class ContainerdRuntime implements ContainerRuntime {
       waited = c.tasks.wait({ containerId: r.id }).then((w) => ({ exitCode: w.exitStatus }) as RuntimeExit);
       waited.catch(() => {});
       let killing: Promise<void> | undefined;
+      let giveUp!: (e: Error) => void;
+      const gaveUp = new Promise<never>((_, reject) => {
+        giveUp = reject;
+      });
+      gaveUp.catch(() => {});
       const kill = () => {
-        killing ??= this.#kill(r.id, waited!);
+        killing ??= this.#kill(r.id, waited!).then((dead) => {
+          if (!dead) {
+            giveUp(new Error(`container ${r.id} did not exit after SIGKILL; is ${this.name} stuck?`));
+          }
+        });
       };
       r.signal.addEventListener("abort", kill, { once: true });
       try {
@@ -116,7 +125,7 @@ export class ContainerdRuntime implements ContainerRuntime {
           await io.stdinWritten();
           await c.tasks.closeIO({ containerId: r.id, stdin: true });
         }
-        const exit = await waited;
+        const exit = await Promise.race([waited, gaveUp]);
         await io.drained(OUTPUT_DRAIN_MS);
         return exit;
       } finally {
@@ -163,8 +172,8 @@ export class ContainerdRuntime implements ContainerRuntime {
     }
   }
 
-  /** Kills the task until Wait returns; the process may not have started yet. */
-  async #kill(id: string, waited: Promise<RuntimeExit>): Promise<void> {
+  /** Kills the task until Wait returns (the process may not have started yet); false: it did not. */
+  async #kill(id: string, waited: Promise<RuntimeExit>): Promise<boolean> {
     let done = false;
     const finished = waited.then(
       () => {
@@ -179,6 +188,7 @@ export class ContainerdRuntime implements ContainerRuntime {
       await this.#client.tasks.kill({ containerId: id, signal: SIGKILL, all: true }).catch(() => {});
       await Promise.race([finished, sleep(KILL_RETRY_MS)]);
     }
+    return done;
   }
 
   /** Kills and deletes the task (if any), then deletes the container record. */
@@ -274,21 +284,27 @@ async function openStdio(r: RuntimeRun): Promise<Stdio> {
       }),
     );
   };
-  await reader(stdoutPath, (c) => r.stdout(c));
-  await reader(stderrPath, (c) => r.stderr(c));
-  if (stdinPath) {
-    const fd = await openRaw(stdinPath, fsConstants.O_RDWR | fsConstants.O_NONBLOCK);
-    const s = new Socket({ fd, readable: false, writable: true });
-    s.on("error", () => {});
-    sockets.push(s);
-    stdinSocket = s;
-  }
   let dropped = false;
   const dropHolders = () => {
     if (dropped) return;
     dropped = true;
     for (const fd of holders) closeFd(fd, () => {});
   };
+  try {
+    await reader(stdoutPath, (c) => r.stdout(c));
+    await reader(stderrPath, (c) => r.stderr(c));
+    if (stdinPath) {
+      const fd = await openRaw(stdinPath, fsConstants.O_RDWR | fsConstants.O_NONBLOCK);
+      const s = new Socket({ fd, readable: false, writable: true });
+      s.on("error", () => {});
+      sockets.push(s);
+      stdinSocket = s;
+    }
+  } catch (e) {
+    dropHolders();
+    for (const s of sockets) s.destroy();
+    throw new Error(`opening the stdio FIFOs of container ${r.id}: ${(e as Error).message}`, { cause: e });
+  }
   return {
     stdoutPath,
     stderrPath,
