@@ -31,6 +31,7 @@ import { ImageSource } from "../worker/sources/image.ts";
 import { LocalSource } from "../worker/sources/local.ts";
 import { SourceRegistry } from "../worker/sources/registry.ts";
 import { OCIWorker } from "../worker/worker.ts";
+import type { ExportedImage } from "../worker/containerd/images.ts";
 import { type ContainerdWorker, openContainerdWorker } from "../worker/containerd/worker.ts";
 import { WorkerSet } from "./workers.ts";
 import type { DaemonConfig } from "./config.ts";
@@ -62,14 +63,7 @@ export interface DaemonParts {
   /** The containerd worker, when it runs. */
   containerd?: ContainerdWorker;
   /** Registers an image the image exporter stored by name (in containerd, when it runs). */
-  onImageStored?: (
-    name: string,
-    image: {
-      root: import("../source/registry/index.ts").Descriptor;
-      blobs: import("../source/registry/index.ts").Descriptor[];
-    },
-    signal: AbortSignal,
-  ) => Promise<void>;
+  onImageStored?: (name: string, image: ExportedImage, signal: AbortSignal) => Promise<void>;
   solver: Solver;
   registry: RegistryClient;
   sessions: SessionManager;
