@@ -225,6 +225,33 @@ forEachWorker((open) => {
     assert.deepEqual(mounted, [], "nothing the build used is still mounted");
   });
 
+  test("network modes: none has only loopback, host sees the host's interfaces", async (t) => {
+    const w = await open(t);
+    const bb = w.stateOf(await w.busybox());
+    const list = "ls /sys/class/net | sort | tr '\\n' ' ' > /ifaces";
+    const none = await w.build(bb.run({ ...sh(list), network: "none" }).root());
+    await none.read(async (dir) => assert.equal(await readFile(join(dir, "ifaces"), "utf8"), "lo "));
+    const host = await w.build(bb.run({ ...sh(list), network: "host" }).root());
+    const { readdir } = await import("node:fs/promises");
+    const hostIfaces = `${(await readdir("/sys/class/net")).sort().join(" ")} `;
+    await host.read(async (dir) => assert.equal(await readFile(join(dir, "ifaces"), "utf8"), hostIfaces));
+  });
+
+  test("security=insecure is refused unless the daemon allows it, then gets every capability", async (t) => {
+    const w = await open(t);
+    const bb = w.stateOf(await w.busybox());
+    const step = bb.run({ ...sh("grep CapEff /proc/self/status > /caps"), security: "insecure" }).root();
+    await assert.rejects(w.build(step), /security=insecure is not allowed by this daemon/);
+    const allowed = await open(t, { allowInsecure: true });
+    const abb = allowed.stateOf(await allowed.busybox());
+    const r = await allowed.build(
+      abb.run({ ...sh("grep CapEff /proc/self/status > /caps"), security: "insecure" }).root(),
+    );
+    const sandboxed = await allowed.build(abb.run(sh("grep CapEff /proc/self/status > /caps")).root());
+    const caps = (res: typeof r) => res.read((dir) => readFile(join(dir, "caps"), "utf8"));
+    assert.notEqual(await caps(r), await caps(sandboxed), "insecure has more capabilities than the sandbox");
+  });
+
   test("a build op solves a definition written by an earlier step", async (t) => {
     const w = await open(t);
     const inner = scratch().file(mkfile("/made-by-inner", 0o644, "nested\n"));
