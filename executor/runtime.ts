@@ -26,7 +26,10 @@ export interface RuntimeExit {
 export interface ContainerRuntime {
   /** For messages: what runs the containers (e.g. "containerd at /run/containerd/containerd.sock"). */
   readonly name: string;
-  /** Runs the container until it exits (or `signal` aborts, then kills it); nothing of it is left afterwards. */
+  /**
+   * Runs the container until it exits (or `signal` aborts, then kills it). Removing what is left
+   * of an exited container may go on in the background; `cleanup()` waits for it.
+   */
   run(r: RuntimeRun): Promise<RuntimeExit>;
   /** Removes what is left of container `id` after a run that failed half-way; never throws for "not found". */
   remove(id: string): Promise<void>;

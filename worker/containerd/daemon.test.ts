@@ -112,8 +112,11 @@ describe("buildd on containerd", () => {
       "/hello",
     ]);
     assert.equal(ran, "built-on-containerd\n", "containerd runs the exported image");
-    const containers = await ctd.ctr(NS, ["containers", "ls", "-q"]);
-    assert.equal(containers.trim(), "", "no build container is left in containerd");
+    // Exited build containers are removed in the background, right after their step.
+    await waitFor(async () => (await ctd.ctr(NS, ["containers", "ls", "-q"])).trim() === "", {
+      timeoutMs: 30_000,
+      what: "no build container to be left in containerd",
+    });
   });
 
   test("with both workers, a build asks for the containerd worker by label", async (t) => {

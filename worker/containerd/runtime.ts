@@ -54,6 +54,11 @@ export class ContainerdRuntime implements ContainerRuntime {
   readonly #log: ContainerdRuntimeOptions["log"];
   /** Containers a run could not remove (containerd was away): removed when it answers again. */
   readonly #leftovers = new Set<string>();
+  /**
+   * Removals of containers whose process exited: deleting the task stops the shim, which takes
+   * about as long as starting it, and nothing of the step waits for it. cleanup() waits for them.
+   */
+  readonly #removing = new Map<string, Promise<void>>();
 
   constructor(opts: ContainerdRuntimeOptions) {
     this.#client = opts.client;
@@ -127,6 +132,7 @@ export class ContainerdRuntime implements ContainerRuntime {
         }
         const exit = await Promise.race([waited, gaveUp]);
         await io.drained(OUTPUT_DRAIN_MS);
+        this.#removeLater(r.id);
         return exit;
       } finally {
         r.signal.removeEventListener("abort", kill);
@@ -147,6 +153,7 @@ export class ContainerdRuntime implements ContainerRuntime {
   }
 
   async remove(id: string): Promise<void> {
+    if (this.#removing.has(id)) return;
     try {
       await this.#removeContainer(id);
       this.#leftovers.delete(id);
@@ -157,6 +164,7 @@ export class ContainerdRuntime implements ContainerRuntime {
   }
 
   async cleanup(): Promise<void> {
+    await Promise.all(this.#removing.values());
     try {
       const { containers } = await this.#client.containers.list({
         filters: [`labels."${WORKER_LABEL}"==${this.#workerId}`],
@@ -209,6 +217,20 @@ export class ContainerdRuntime implements ContainerRuntime {
     } catch (e) {
       if (!isNotFound(e)) throw e;
     }
+  }
+
+  /** Deletes the exited container in the background; a failure leaves it for the next run. */
+  #removeLater(id: string): void {
+    const p = this.#removeContainer(id)
+      .catch((e) => {
+        this.#leftovers.add(id);
+        this.#log?.warn("removing an exited container failed; the next run retries", {
+          id,
+          error: (e as Error).message,
+        });
+      })
+      .finally(() => this.#removing.delete(id));
+    this.#removing.set(id, p);
   }
 
   async #removeLeftovers(): Promise<void> {
