@@ -13,7 +13,14 @@ import { CGROUP_PARENT, cgroupParentDirs, listCgroups, removeCgroup } from "./cg
 import { runTool } from "./command.ts";
 import { hostDevices } from "./devices.ts";
 import { checkHostname, DEFAULT_HOSTNAME, hostsFile, resolvConf } from "./etcfiles.ts";
-import { mountAll, mountPointsUnder, readMountinfo, removeUnmountedTree, unmountAll } from "./hostmount.ts";
+import {
+  mountAll,
+  mountPointsUnder,
+  readMountinfo,
+  removeUnmountedTree,
+  tooLongForMount,
+  unmountAll,
+} from "./hostmount.ts";
 import { mkdirAllInRoot, resolveInRoot } from "./rootpath.ts";
 import {
   buildSpec,
@@ -402,7 +409,8 @@ export class RuncExecutor implements Executor {
     switch (m.type) {
       case "bind": {
         const selector = posix.join("/", m.selector ?? "/");
-        if (selector === "/") {
+        // runc cannot mount an overlay whose options exceed a page: such a source is mounted here.
+        if (selector === "/" && !m.mounts.some(tooLongForMount)) {
           return m.mounts.map((src) => ({
             destination: dest,
             type: src.type,

@@ -252,6 +252,23 @@ forEachWorker((open) => {
     assert.notEqual(await caps(r), await caps(sandboxed), "insecure has more capabilities than the sandbox");
   });
 
+  test("a chain deeper than a page of overlay options runs as root and as a mount", async (t) => {
+    const w = await open(t);
+    let s = w.stateOf(await w.busybox());
+    // 50 layers: with containerd's long snapshot paths their lowerdir list exceeds what mount(2)
+    // takes in one page (the runc worker's shorter paths stay below it).
+    for (let i = 0; i < 50; i++) s = s.file(mkfile(`/layer-${i}`, 0o644, `${i}\n`));
+    const r = await w.build(
+      s
+        .run({
+          ...sh("cat /layer-0 /layer-49 /deep/layer-42 > /seen"),
+          mounts: [{ dest: "/deep", from: s, readonly: true }],
+        })
+        .root(),
+    );
+    await r.read(async (dir) => assert.equal(await readFile(join(dir, "seen"), "utf8"), "0\n49\n42\n"));
+  });
+
   test("a build op solves a definition written by an earlier step", async (t) => {
     const w = await open(t);
     const inner = scratch().file(mkfile("/made-by-inner", 0o644, "nested\n"));
