@@ -11,27 +11,26 @@
 // through a view `buildd/<instance>/v/<key>` made on first use and kept until the snapshot goes.
 //
 // The Snapshotter contract has synchronous questions (stat, list, layers); they are answered
-// from a local record of every snapshot in SQLite (tables `snapshot_*`, as the local drivers
-// keep, plus `containerd_snapshot_dirs`), which `cleanup()` makes agree with containerd again
-// after a crash: rows whose snapshot is gone are dropped, snapshots and leases no row owns are
-// removed. Creation goes lease, snapshot, row; removal goes row, snapshot, lease.
+// from a local record of every snapshot (snapshot-index.ts), which `cleanup()` makes agree with
+// containerd again after a crash: rows whose snapshot is gone are dropped, snapshots and leases
+// no row owns are removed. Creation goes lease, snapshot, row; removal goes row, snapshot, lease.
 //
 // What containerd's snapshotters cannot do, stacking arbitrary layers, is done as the native
 // driver does it: a merge is a snapshot prepared on the first input with the other inputs'
 // layer changes applied on top, a diff is a snapshot with the changes applied to an empty
 // tree. Both copy data (overlay merges and prefix diffs on the local driver copy nothing).
 // Their `layers()` are the original layers, so exporters still see every layer.
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readdir } from "node:fs/promises";
 import { join } from "node:path";
-import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { DatabaseSync } from "node:sqlite";
 import { Code } from "@connectrpc/connect";
-import type { Mount as CtdMount } from "../../proto/gen/containerd/types/mount_pb.ts";
 import { Kind } from "../../proto/gen/containerd/services/snapshots/v1/snapshots_pb.ts";
+import type { Mount as CtdMount } from "../../proto/gen/containerd/types/mount_pb.ts";
 import { applyChanges } from "../../snapshot/changes.ts";
 import { copyDirContents, removeEmptyDirs } from "../../snapshot/copy.ts";
 import { mountAll, mountsUsing, unmountAll } from "../../snapshot/mount.ts";
-import { type SnapshotRow, SnapshotStore, transaction } from "../../snapshot/store.ts";
+import type { SnapshotRow } from "../../snapshot/store.ts";
 import {
   type CreateOptions,
   defaultLogger,
@@ -45,6 +44,7 @@ import {
   type Usage,
 } from "../../snapshot/types.ts";
 import { type ContainerdClient, ContainerdError, isAlreadyExists, isNotFound, underLease } from "./client.ts";
+import { type Pair, SnapshotIndex, toMounts, upperDirOf } from "./snapshot-index.ts";
 
 /** Lease label: which buildd state (instance) the lease belongs to. */
 export const LEASE_INSTANCE_LABEL = "buildd.instance";
@@ -52,8 +52,6 @@ export const LEASE_INSTANCE_LABEL = "buildd.instance";
 export const LEASE_SNAPSHOT_LABEL = "buildd.snapshot";
 
 const KEY_MAX = 512;
-
-type Pair = [number | null, number];
 
 export interface ContainerdSnapshotterOptions {
   client: ContainerdClient;
@@ -75,11 +73,8 @@ export class ContainerdSnapshotter implements Snapshotter {
   /** This state's id in containerd's names and lease labels. */
   readonly instance: string;
   private readonly client: ContainerdClient;
-  private readonly store: SnapshotStore;
+  private readonly index: SnapshotIndex;
   private readonly log: Logger;
-  private readonly getDir: StatementSync;
-  private readonly putDir: StatementSync;
-  private readonly delDir: StatementSync;
   /** Mounts of active snapshots and of committed snapshots' views, by local key. */
   private readonly mountCache = new Map<string, Mount[]>();
   private readonly viewing = new Map<string, Promise<Mount[]>>();
@@ -88,21 +83,14 @@ export class ContainerdSnapshotter implements Snapshotter {
   private readonly arriving = new Set<string>();
   private closed = false;
 
-  private constructor(opts: ContainerdSnapshotterOptions & { instance: string; store: SnapshotStore }) {
+  private constructor(opts: ContainerdSnapshotterOptions & { index: SnapshotIndex }) {
     this.client = opts.client;
     this.snapshotter = opts.snapshotter ?? "overlayfs";
     this.driver = this.snapshotter === "overlayfs" ? "overlayfs" : "native";
     this.root = opts.root;
-    this.store = opts.store;
-    this.instance = opts.instance;
+    this.index = opts.index;
+    this.instance = opts.index.instance();
     this.log = opts.log ?? defaultLogger;
-    const db = opts.db;
-    db.exec(
-      `CREATE TABLE IF NOT EXISTS containerd_snapshot_dirs (id INTEGER PRIMARY KEY, upper TEXT NOT NULL)`,
-    );
-    this.getDir = db.prepare("SELECT upper FROM containerd_snapshot_dirs WHERE id = ?");
-    this.putDir = db.prepare("INSERT OR REPLACE INTO containerd_snapshot_dirs (id, upper) VALUES (?, ?)");
-    this.delDir = db.prepare("DELETE FROM containerd_snapshot_dirs WHERE id = ?");
   }
 
   /**
@@ -111,20 +99,9 @@ export class ContainerdSnapshotter implements Snapshotter {
    */
   static async open(opts: ContainerdSnapshotterOptions): Promise<ContainerdSnapshotter> {
     await mkdir(join(opts.root, "mnt"), { recursive: true, mode: 0o700 });
-    const store = new SnapshotStore(opts.db);
-    let instance = store.config("containerd.instance");
-    if (!instance) {
-      instance = randomBytes(8).toString("hex");
-      store.setConfig("containerd.instance", instance);
-    }
-    const sn = new ContainerdSnapshotter({ ...opts, instance, store });
-    const had = store.config("containerd.snapshotter");
-    if (had && had !== sn.snapshotter && store.all().length > 0) {
-      throw new Error(
-        `opening the containerd snapshotter in ${opts.root}: its snapshots are in containerd's ${had} snapshotter, not ${sn.snapshotter}; configure ${had} or start from an empty state dir`,
-      );
-    }
-    store.setConfig("containerd.snapshotter", sn.snapshotter);
+    const index = new SnapshotIndex(opts.db);
+    const sn = new ContainerdSnapshotter({ ...opts, index });
+    index.bindSnapshotter(sn.snapshotter, `opening the containerd snapshotter in ${opts.root}`);
     await sn.cleanup();
     return sn;
   }
@@ -155,17 +132,6 @@ export class ContainerdSnapshotter implements Snapshotter {
     if (typeof key !== "string" || key === "" || key.length > KEY_MAX) {
       throw new SnapshotError("invalid_argument", `${doing}: snapshot key must be 1-${KEY_MAX} characters`);
     }
-  }
-
-  private committed(key: string, doing: string): SnapshotRow {
-    const row = this.store.mustGet(key, doing);
-    if (row.kind !== "committed") {
-      throw new SnapshotError(
-        "failed_precondition",
-        `${doing}: snapshot ${JSON.stringify(key)} is ${row.kind}, not committed`,
-      );
-    }
-    return row;
   }
 
   private async holding<T>(ids: number[], fn: () => Promise<T>): Promise<T> {
@@ -245,7 +211,7 @@ export class ContainerdSnapshotter implements Snapshotter {
   ): Promise<{ row: SnapshotRow; mounts?: Mount[] }> {
     this.checkOpen();
     this.checkKey(key, doing);
-    if (this.store.byKey(key) || this.arriving.has(key)) {
+    if (this.index.byKey(key) || this.arriving.has(key)) {
       throw new SnapshotError("already_exists", `${doing}: snapshot ${JSON.stringify(key)} already exists`);
     }
     this.arriving.add(key);
@@ -259,34 +225,23 @@ export class ContainerdSnapshotter implements Snapshotter {
         throw this.explain(e, doing);
       }
       try {
-        const row = transaction(this.store.db, () => {
-          for (const id of [...(fields.parent ? [fields.parent.id] : []), ...(fields.deps ?? [])]) {
-            if (!this.store.byId(id)) {
-              throw new SnapshotError(
-                "not_found",
-                `${doing}: a snapshot it is made from was removed meanwhile`,
-              );
-            }
-          }
-          const r = this.store.insert(
-            {
-              key,
-              kind: fields.kind,
-              op: fields.op,
-              parentId: fields.parent?.id ?? null,
-              stack: null,
-              changes: fields.changes ?? null,
-              whiteoutDirs: [],
-              size: made.usage?.size ?? null,
-              inodes: made.usage?.inodes ?? null,
-              labels: fields.labels ?? {},
-            },
-            fields.deps,
-          );
-          const upper = made.mounts && upperDir(made.mounts);
-          if (upper) this.putDir.run(r.id, upper);
-          return r;
-        });
+        const row = this.index.insert(
+          {
+            key,
+            kind: fields.kind,
+            op: fields.op,
+            parentId: fields.parent?.id ?? null,
+            stack: null,
+            changes: fields.changes ?? null,
+            whiteoutDirs: [],
+            size: made.usage?.size ?? null,
+            inodes: made.usage?.inodes ?? null,
+            labels: fields.labels ?? {},
+          },
+          fields.deps ?? [],
+          made.mounts && upperDirOf(made.mounts),
+          doing,
+        );
         if (made.mounts) this.mountCache.set(key, made.mounts);
         return { row, mounts: made.mounts };
       } catch (e) {
@@ -301,7 +256,7 @@ export class ContainerdSnapshotter implements Snapshotter {
 
   async prepare(key: string, parent?: string, opts: CreateOptions = {}): Promise<Mount[]> {
     const doing = `preparing snapshot ${JSON.stringify(key)}`;
-    const prow = parent === undefined ? undefined : this.committed(parent, doing);
+    const prow = parent === undefined ? undefined : this.index.committed(parent, doing);
     const { mounts } = await this.holding(prow ? [prow.id] : [], () =>
       this.create(
         key,
@@ -325,7 +280,7 @@ export class ContainerdSnapshotter implements Snapshotter {
 
   async view(key: string, parent?: string, opts: CreateOptions = {}): Promise<Mount[]> {
     const doing = `creating view ${JSON.stringify(key)}`;
-    const prow = parent === undefined ? undefined : this.committed(parent, doing);
+    const prow = parent === undefined ? undefined : this.index.committed(parent, doing);
     const { mounts } = await this.holding(prow ? [prow.id] : [], () =>
       this.create(
         key,
@@ -350,7 +305,7 @@ export class ContainerdSnapshotter implements Snapshotter {
   async mounts(key: string): Promise<Mount[]> {
     this.checkOpen();
     const doing = `getting mounts of snapshot ${JSON.stringify(key)}`;
-    const row = this.store.mustGet(key, doing);
+    const row = this.index.mustGet(key, doing);
     const known = this.mountCache.get(key);
     if (known) return known;
     if (row.kind === "committed") return this.committedView(row, doing);
@@ -389,7 +344,7 @@ export class ContainerdSnapshotter implements Snapshotter {
           }
         }
         const out = toMounts(mounts, doing);
-        if (this.store.byId(row.id)?.key === row.key) this.mountCache.set(row.key, out);
+        if (this.index.byId(row.id)?.key === row.key) this.mountCache.set(row.key, out);
         return out;
       })();
       this.viewing.set(row.key, p);
@@ -402,7 +357,7 @@ export class ContainerdSnapshotter implements Snapshotter {
 
   /** Refuses to go on while something on this host is mounted from the snapshot's directory. */
   private async checkNotMounted(row: SnapshotRow, doing: string): Promise<void> {
-    const upper = (this.getDir.get(row.id) as { upper: string } | undefined)?.upper;
+    const upper = this.index.upperDir(row.id);
     if (!upper) return;
     const mounted = await mountsUsing(upper);
     if (mounted.length > 0) {
@@ -417,7 +372,7 @@ export class ContainerdSnapshotter implements Snapshotter {
     this.checkOpen();
     const doing = `committing snapshot ${JSON.stringify(key)} as ${JSON.stringify(name)}`;
     this.checkKey(name, doing);
-    const row = this.store.mustGet(key, doing);
+    const row = this.index.mustGet(key, doing);
     if (row.kind !== "active") {
       throw new SnapshotError(
         "failed_precondition",
@@ -427,7 +382,7 @@ export class ContainerdSnapshotter implements Snapshotter {
     if (name === key) {
       throw new SnapshotError("invalid_argument", `${doing}: containerd commits under a new name only`);
     }
-    if (this.store.byKey(name) || this.arriving.has(name)) {
+    if (this.index.byKey(name) || this.arriving.has(name)) {
       throw new SnapshotError("already_exists", `${doing}: ${JSON.stringify(name)} already exists`);
     }
     return this.holding([row.id], async () => {
@@ -451,9 +406,7 @@ export class ContainerdSnapshotter implements Snapshotter {
           await this.deleteLease(name).catch(() => {});
           throw this.explain(e, doing);
         }
-        transaction(this.store.db, () => {
-          this.store.markCommitted(row, name, { ...usage, whiteoutDirs: [] }, labels);
-        });
+        this.index.markCommitted(row, name, usage, labels);
         this.mountCache.delete(key);
         await this.deleteLease(key).catch((e) =>
           this.log.warn("deleting the lease of a committed snapshot failed; cleanup removes it", {
@@ -471,7 +424,7 @@ export class ContainerdSnapshotter implements Snapshotter {
   async remove(key: string): Promise<void> {
     this.checkOpen();
     const doing = `removing snapshot ${JSON.stringify(key)}`;
-    const row = this.store.mustGet(key, doing);
+    const row = this.index.mustGet(key, doing);
     if (this.busy.has(row.id)) {
       throw new SnapshotError(
         "failed_precondition",
@@ -479,17 +432,7 @@ export class ContainerdSnapshotter implements Snapshotter {
       );
     }
     await this.checkNotMounted(row, doing);
-    transaction(this.store.db, () => {
-      const deps = this.store.dependents(row.id);
-      if (deps.length > 0) {
-        throw new SnapshotError(
-          "failed_precondition",
-          `${doing}: snapshots ${deps.map((d) => JSON.stringify(d)).join(", ")} depend on it; remove them first`,
-        );
-      }
-      this.store.delete(row.id);
-      this.delDir.run(row.id);
-    });
+    this.index.deleteUnused(row, doing);
     this.mountCache.delete(key);
     try {
       await this.removeRemote(this.viewName(key));
@@ -507,7 +450,7 @@ export class ContainerdSnapshotter implements Snapshotter {
   async usage(key: string): Promise<Usage> {
     this.checkOpen();
     const doing = `measuring snapshot ${JSON.stringify(key)}`;
-    const row = this.store.mustGet(key, doing);
+    const row = this.index.mustGet(key, doing);
     if (row.kind === "committed" && row.size !== null && row.inodes !== null) {
       return { size: row.size, inodes: row.inodes };
     }
@@ -519,43 +462,14 @@ export class ContainerdSnapshotter implements Snapshotter {
     }
   }
 
-  private info(row: SnapshotRow): SnapshotInfo {
-    const keyOf = (id: number) => this.store.byId(id)?.key ?? `#${id}`;
-    return {
-      key: row.key,
-      kind: row.kind,
-      op: row.op,
-      parent: row.parentId === null ? undefined : keyOf(row.parentId),
-      inputs: this.store.deps(row.id).map(keyOf),
-      createdAt: row.createdAt,
-      updatedAt: row.updatedAt,
-      labels: row.labels,
-    };
-  }
-
   stat(key: string): SnapshotInfo {
     this.checkOpen();
-    return this.info(this.store.mustGet(key, "stat"));
+    return this.index.info(this.index.mustGet(key, "stat"));
   }
 
   list(): SnapshotInfo[] {
     this.checkOpen();
-    return this.store.all().map((r) => this.info(r));
-  }
-
-  /** The (lower, upper) pairs whose changes, applied in order, make the snapshot (as native). */
-  private changesOf(row: SnapshotRow): Pair[] {
-    if (row.changes !== null) return row.changes;
-    const out: Pair[] = [];
-    let cur = row;
-    while (cur.parentId !== null) {
-      const parent = this.store.byId(cur.parentId)!;
-      out.unshift([parent.id, cur.id]);
-      if (parent.changes !== null) return [...parent.changes, ...out];
-      cur = parent;
-    }
-    out.unshift([null, cur.id]);
-    return out;
+    return this.index.all().map((r) => this.index.info(r));
   }
 
   /** Runs `fn` with the committed snapshot `id` mounted read-only in a scratch dir. */
@@ -565,7 +479,7 @@ export class ContainerdSnapshotter implements Snapshotter {
     fn: (dir: string | undefined) => Promise<T>,
   ): Promise<T> {
     if (id === null) return fn(undefined);
-    const row = this.store.byId(id)!;
+    const row = this.index.byId(id)!;
     const mounts = await this.mounts(row.key);
     const dir = await mkdtemp(join(base, "v-"));
     await mountAll(mounts, dir);
@@ -622,8 +536,8 @@ export class ContainerdSnapshotter implements Snapshotter {
   async merge(name: string, parents: string[], opts: CreateOptions = {}): Promise<Usage> {
     const doing = `merging ${parents.map((p) => JSON.stringify(p)).join(", ")} into ${JSON.stringify(name)}`;
     if (parents.length === 0) throw new SnapshotError("invalid_argument", `${doing}: nothing to merge`);
-    const rows = parents.map((p) => this.committed(p, doing));
-    const pairs = rows.flatMap((r) => this.changesOf(r));
+    const rows = parents.map((p) => this.index.committed(p, doing));
+    const pairs = rows.flatMap((r) => this.index.changesOf(r));
     const ids = [
       ...new Set([...rows.map((r) => r.id), ...pairs.flat().filter((i): i is number => i !== null)]),
     ];
@@ -639,7 +553,7 @@ export class ContainerdSnapshotter implements Snapshotter {
             lease,
             async (target, base) => {
               for (const r of rows.slice(1)) {
-                for (const [lower, upper] of this.changesOf(r)) {
+                for (const [lower, upper] of this.index.changesOf(r)) {
                   await this.withView(upper, base, (u) =>
                     this.withView(lower, base, (l) => applyChanges(target, l, u!)),
                   );
@@ -662,10 +576,10 @@ export class ContainerdSnapshotter implements Snapshotter {
     opts: CreateOptions = {},
   ): Promise<Usage> {
     const doing = `diffing ${JSON.stringify(lower ?? "(empty)")} to ${JSON.stringify(upper)} into ${JSON.stringify(name)}`;
-    const lrow = lower === undefined ? undefined : this.committed(lower, doing);
-    const urow = this.committed(upper, doing);
-    const lc = lrow ? this.changesOf(lrow) : [];
-    const uc = this.changesOf(urow);
+    const lrow = lower === undefined ? undefined : this.index.committed(lower, doing);
+    const urow = this.index.committed(upper, doing);
+    const lc = lrow ? this.index.changesOf(lrow) : [];
+    const uc = this.index.changesOf(urow);
     const prefix = lc.length <= uc.length && lc.every((p, i) => uc[i]![0] === p[0] && uc[i]![1] === p[1]);
     const pairs: Pair[] = prefix ? uc.slice(lc.length) : [[lrow!.id, urow.id]];
     const ids = [
@@ -704,30 +618,19 @@ export class ContainerdSnapshotter implements Snapshotter {
 
   layers(key: string): LayerInfo[] {
     this.checkOpen();
-    const row = this.committed(key, "listing layers");
-    return this.changesOf(row).map(([l, u]) => {
-      const urow = this.store.byId(u)!;
-      const info: LayerInfo = {
-        key: urow.key,
-        lower: l === null ? undefined : this.store.byId(l)!.key,
-        upper: urow.key,
-      };
-      // An overlay layer's own directory holds exactly its changes (with overlay whiteouts).
-      const own = this.ownDiffDir(urow);
-      if (own && urow.parentId === l) info.diffDir = own;
-      return info;
-    });
+    // An overlay layer's own directory holds exactly its changes (with overlay whiteouts).
+    return this.index.layers(this.index.committed(key, "listing layers"), (r) => this.ownDiffDir(r));
   }
 
   private ownDiffDir(row: SnapshotRow): string | undefined {
     if (this.snapshotter !== "overlayfs" || row.kind !== "committed" || row.changes !== null)
       return undefined;
-    return (this.getDir.get(row.id) as { upper: string } | undefined)?.upper;
+    return this.index.upperDir(row.id);
   }
 
   diffDir(key: string): string | undefined {
     this.checkOpen();
-    return this.ownDiffDir(this.store.mustGet(key, "finding the diff dir"));
+    return this.ownDiffDir(this.index.mustGet(key, "finding the diff dir"));
   }
 
   /**
@@ -756,42 +659,28 @@ export class ContainerdSnapshotter implements Snapshotter {
       committed: Kind.COMMITTED,
     };
     const lost = new Set<number>();
-    for (const row of this.store.all()) {
+    for (const row of this.index.all()) {
       if (this.arriving.has(row.key)) continue;
       if (remote.get(this.remote(row.key)) !== want[row.kind]) lost.add(row.id);
     }
-    const queue = [...lost];
-    while (queue.length > 0) {
-      const id = queue.pop()!;
-      for (const key of this.store.dependents(id)) {
-        const dep = this.store.byKey(key)!;
-        if (!lost.has(dep.id)) {
-          lost.add(dep.id);
-          queue.push(dep.id);
-        }
-      }
-    }
-    for (const id of lost) {
-      const row = this.store.byId(id)!;
+    for (const id of this.index.withDependents(lost)) {
+      const row = this.index.byId(id)!;
       if (row.kind === "committed")
         this.log.warn("dropping a snapshot containerd no longer has", {
           key: row.key,
           snapshotter: this.snapshotter,
         });
-      transaction(this.store.db, () => {
-        this.store.delete(id);
-        this.delDir.run(id);
-      });
+      this.index.delete(id);
       this.mountCache.delete(row.key);
       removed.push(`row:${row.key}`);
     }
-    const keys = new Set(this.store.all().map((r) => r.key));
+    const keys = new Set(this.index.all().map((r) => r.key));
     const owned = (name: string): boolean => {
       const rest = name.slice(this.prefix.length);
       const key = rest.slice(2);
       if (this.arriving.has(key)) return true;
       if (rest.startsWith("s/")) return keys.has(key);
-      if (rest.startsWith("v/")) return this.store.byKey(key)?.kind === "committed";
+      if (rest.startsWith("v/")) return this.index.byKey(key)?.kind === "committed";
       return false;
     };
     let orphans = [...remote.keys()].filter((n) => !owned(n));
@@ -828,26 +717,4 @@ export class ContainerdSnapshotter implements Snapshotter {
   close(): void {
     this.closed = true;
   }
-}
-
-/** containerd's mounts as ours; anything but bind, overlay and tmpfs is refused. */
-function toMounts(ms: CtdMount[], doing: string): Mount[] {
-  return ms.map((m) => {
-    if (m.type !== "bind" && m.type !== "overlay" && m.type !== "tmpfs") {
-      throw new Error(
-        `${doing}: containerd answered with a ${JSON.stringify(m.type)} mount, which buildd cannot use`,
-      );
-    }
-    return { type: m.type, source: m.source, options: [...m.options] };
-  });
-}
-
-/** The writable directory of an active snapshot's mounts: an overlay's upperdir, or a bind source. */
-function upperDir(mounts: Mount[]): string | undefined {
-  if (mounts.length !== 1) return undefined;
-  const m = mounts[0]!;
-  if (m.type === "overlay")
-    return m.options.find((o) => o.startsWith("upperdir="))?.slice("upperdir=".length);
-  if (m.type === "bind" && !m.options.includes("ro")) return m.source;
-  return undefined;
 }
