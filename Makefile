@@ -21,7 +21,7 @@ NODE_TEST_FLAGS ?=
 
 DEPS_STAMP := node_modules/.deps-stamp
 
-.PHONY: deps test typecheck lint unit validate fmt fmt-check proto proto-check proto-lint binaries demo clean bench
+.PHONY: deps test typecheck lint unit validate fmt fmt-check proto proto-check proto-lint binaries demo clean bench frontend-images
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): package.json package-lock.json
@@ -62,6 +62,14 @@ proto-check: deps
 
 binaries: deps
 	$(NODE) scripts/build-binaries.ts
+
+# The frontend images in examples/frontends (the Dockerfile frontend, the steps format), pushed
+# to REGISTRY=host:port and/or written as OCI layouts to OCI_DIR=dir. Packed in code until the
+# image exporter lands (see examples/frontends/README.md).
+# The frontend images (the Dockerfile frontend itself, the steps example), built with buildd:
+# see scripts/frontend-images.sh.
+frontend-images: deps
+	scripts/frontend-images.sh
 
 bench: binaries
 	@echo "benchmarks live in bench/; see bench/README.md"

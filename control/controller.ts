@@ -18,6 +18,7 @@ import type {
 } from "../proto/gen/moby/buildkit/v1/control_pb.ts";
 import { DefinitionSchema } from "../proto/gen/pb/ops_pb.ts";
 import type { SolveStatus } from "../progress/types.ts";
+import { BuildCache, type CacheBackend, type CacheEntry } from "../remotecache/index.ts";
 import type { SessionCaller, SessionManager } from "../session/manager.ts";
 import type { Solver } from "../solver/solver.ts";
 import { SolveError } from "../solver/solver.ts";
@@ -50,6 +51,8 @@ export interface ControllerOptions {
   sessions: SessionManager;
   frontends: Map<string, Frontend>;
   exporters: Map<string, Exporter>;
+  /** Cache import/export backends by type (registry, local, inline). */
+  cacheBackends?: Map<string, CacheBackend>;
   gcPolicies: GcPolicy[];
   log: Logger;
   /** Entitlements the daemon allows builds to ask for. */
@@ -162,6 +165,7 @@ export class Controller {
       }
     }
     const exporters = this.exportersOf(req);
+    const caches = this.cachesOf(req);
     let caller: SessionCaller | undefined;
     if (req.Session) {
       caller = await this.o.sessions.get(req.Session, { signal: ctx.signal, timeoutMs: 10_000 });
@@ -173,6 +177,7 @@ export class Controller {
     const noCache = attrs["no-cache"] !== undefined && attrs["no-cache"] === "";
     const job = this.o.solver.newJob({ id: ref, session, noCache, signal: ctx.signal });
     this.jobs.add(ref, job.progress);
+    const buildCache = new BuildCache(this.o.cacheBackends ?? new Map(), job, { ...caches, session });
     const log = this.o.log.with({ ref });
     log.info("build started", { frontend: req.Frontend || "llb", session: req.Session });
     const started = Date.now();
@@ -199,6 +204,8 @@ export class Controller {
             Object.entries(req.FrontendInputs).map(([k, d]) => [k, toBinary(DefinitionSchema, d)]),
           ),
           signal: job.signal,
+          frontend: (name) => this.o.frontends.get(name),
+          progress: job.sink,
         };
         result = await fe.solve(bridge);
       } else if (req.Definition && req.Definition.def.length > 0) {
@@ -226,6 +233,7 @@ export class Controller {
               signal: job.signal,
               buildArgs: attrs,
               exporterId: i,
+              inlineCache: buildCache.inlineHook(),
             }),
           );
           announce({ completed: Date.now() });
@@ -234,12 +242,14 @@ export class Controller {
           throw e;
         }
       }
+      await buildCache.exportAll(result, { session, signal: job.signal });
       log.info("build done", { ms: Date.now() - started });
       return { ExporterResponse: response };
     } catch (e) {
       log.info("build failed", { ms: Date.now() - started, error: e });
       throw toConnectError(e);
     } finally {
+      await buildCache.release();
       job.discard();
       this.jobs.finish(ref);
       for (const { cache } of this.workers()) {
@@ -267,6 +277,28 @@ export class Controller {
       }
     }
     return list;
+  }
+
+  /** Cache exports and imports named by the request, validated before anything runs. */
+  private cachesOf(req: SolveRequest): { exports: CacheEntry[]; imports: CacheEntry[] } {
+    const entries = (list: { Type: string; Attrs: Record<string, string> }[] | undefined) =>
+      (list ?? []).map((e) => ({ type: e.Type, attrs: { ...e.Attrs } }));
+    const exports = entries(req.Cache?.Exports);
+    const imports = entries(req.Cache?.Imports);
+    // Pre-v0.4 clients name registry refs directly.
+    if (req.Cache?.ExportRefDeprecated)
+      exports.push({
+        type: "registry",
+        attrs: { ...req.Cache.ExportAttrsDeprecated, ref: req.Cache.ExportRefDeprecated },
+      });
+    for (const r of req.Cache?.ImportRefsDeprecated ?? [])
+      imports.push({ type: "registry", attrs: { ref: r } });
+    try {
+      BuildCache.check(this.o.cacheBackends ?? new Map(), exports, imports);
+    } catch (e) {
+      throw new ConnectError((e as Error).message, Code.InvalidArgument);
+    }
+    return { exports, imports };
   }
 
   private async *status(ref: string, ctx: HandlerContext): AsyncGenerator<StatusResponse> {

@@ -16,6 +16,7 @@ import { RuncExecutor } from "../executor/runc.ts";
 import type { Exporter } from "../exporter/types.ts";
 import type { Frontend } from "../frontend/types.ts";
 import { hostPlatform, parsePlatform } from "../llb/vertex.ts";
+import type { CacheBackend } from "../remotecache/index.ts";
 import { Control } from "../proto/gen/moby/buildkit/v1/control_pb.ts";
 import { SessionManager } from "../session/manager.ts";
 import { openSnapshotter } from "../snapshot/index.ts";
@@ -29,6 +30,7 @@ import { GitSource } from "../worker/sources/git.ts";
 import { HttpSource } from "../worker/sources/http.ts";
 import { ImageSource } from "../worker/sources/image.ts";
 import { LocalSource } from "../worker/sources/local.ts";
+import { OCILayoutSource } from "../worker/sources/oci-layout.ts";
 import { SourceRegistry } from "../worker/sources/registry.ts";
 import { OCIWorker } from "../worker/worker.ts";
 import type { ExportedImage } from "../worker/containerd/images.ts";
@@ -44,6 +46,8 @@ export const VERSION = "0.1.0-dev";
 export interface Plugins {
   frontends?: Record<string, (d: DaemonParts) => Frontend>;
   exporters?: Record<string, (d: DaemonParts) => Exporter>;
+  /** Cache import/export types (`--export-cache type=...`, `--import-cache type=...`). */
+  cacheBackends?: Record<string, (d: DaemonParts) => CacheBackend>;
   sources?: (d: DaemonParts, registry: SourceRegistry) => void;
 }
 
@@ -66,6 +70,8 @@ export interface DaemonParts {
   onImageStored?: (name: string, image: ExportedImage, signal: AbortSignal) => Promise<void>;
   solver: Solver;
   registry: RegistryClient;
+  /** docker-image sources; also unpacks imported cache layers (one chain-id table for both). */
+  images: ImageSource;
   sessions: SessionManager;
   log: Logger;
 }
@@ -106,10 +112,16 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
     const git = await GitFetcher.open(join(root, "git"));
     const http = new HttpFetcher({ store: content, db });
     await mkdir(join(root, "mnt"), { recursive: true });
+    // Each worker has sources of its own: the image source keeps its chain-id table of unpacked
+    // layers in the worker's database, beside the snapshots it names.
     const registries: SourceRegistry[] = [];
+    const imagesByDb = new Map<DatabaseSync, ImageSource>();
     const sourcesFor = (workerDb: DatabaseSync) => {
+      const images = new ImageSource(registry, workerDb);
+      imagesByDb.set(workerDb, images);
       const r = new SourceRegistry()
-        .register("docker-image", new ImageSource(registry, workerDb))
+        .register("docker-image", images)
+        .register("oci-layout", new OCILayoutSource(images))
         .register("git", new GitSource(git))
         .register("http", new HttpSource(http))
         .register("https", new HttpSource(http))
@@ -211,6 +223,7 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
       throw new Error("no worker is enabled: set worker.oci.enabled or worker.containerd.enabled to true");
     }
     const worker = workers[0]!;
+    const defaultImages = imagesByDb.get(containerd && worker === containerd.worker ? containerd.db : db)!;
     const cache = worker.cache;
     const caches = workers.map((w) => w.cache);
     const solver = new Solver({
@@ -238,14 +251,17 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
       onImageStored: ctdImages ? (name, image, signal) => ctdImages.register(name, image, signal) : undefined,
       solver,
       registry,
+      images: defaultImages,
       sessions,
       log,
     };
     const frontends = new Map<string, Frontend>();
     const exporters = new Map<string, Exporter>();
+    const cacheBackends = new Map<string, CacheBackend>();
     for (const p of plugins) {
       for (const [name, make] of Object.entries(p.frontends ?? {})) frontends.set(name, make(parts));
       for (const [name, make] of Object.entries(p.exporters ?? {})) exporters.set(name, make(parts));
+      for (const [name, make] of Object.entries(p.cacheBackends ?? {})) cacheBackends.set(name, make(parts));
       for (const r of registries) p.sources?.(parts, r);
     }
     const controller = new Controller({
@@ -256,6 +272,7 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
       sessions,
       frontends,
       exporters,
+      cacheBackends,
       gcPolicies: gcByWorker.get(worker)!.policies,
       log,
       allowedEntitlements: config.insecureEntitlements,
@@ -265,7 +282,7 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
     });
     const server = await startServer({
       addresses: config.grpc.address,
-      tls: config.grpc.tls,
+      tls: config.grpc.tls && (await readTLS(config.grpc.tls)),
       routes: (r) => r.service(Control, controller.service()),
       onError: (e: unknown) => log.warn("request failed", { error: e }),
     });
@@ -309,6 +326,24 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
     for (const f of undo.reverse()) await Promise.resolve(f()).catch(() => {});
     throw e;
   }
+}
+
+/** The TLS files named by the config, read (a bad path is a start-up error naming the file). */
+async function readTLS(t: {
+  cert: string;
+  key: string;
+  ca?: string;
+}): Promise<{ cert: Buffer; key: Buffer; ca?: Buffer }> {
+  const { readFile } = await import("node:fs/promises");
+  const read = (what: string, path: string) =>
+    readFile(path).catch((e: Error) => {
+      throw new Error(`reading the TLS ${what} ${path}: ${e.message}`);
+    });
+  return {
+    cert: await read("certificate", t.cert),
+    key: await read("key", t.key),
+    ca: t.ca ? await read("CA certificate", t.ca) : undefined,
+  };
 }
 
 /** The configured GC policies, or BuildKit's four defaults sized for the disk holding root. */

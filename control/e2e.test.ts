@@ -202,3 +202,137 @@ async function waitUntil(
 }
 
 void execFile;
+
+describe("buildd over tcp with mutual TLS", () => {
+  test("a client with a certificate from the CA gets in; one without does not", async (t) => {
+    const { mkdtemp, rm } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { makePKI } = await import("../test/pki.ts");
+    const { freePort } = await import("../test/process.ts");
+    const dir = await mkdtemp(join(tmpdir(), "buildd-pki-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    makePKI(dir);
+    const port = await freePort();
+    const tcp = `tcp://127.0.0.1:${port}`;
+    const d = await startTestDaemon(t, {
+      args: [
+        "--addr",
+        tcp,
+        "--tlscert",
+        join(dir, "server.pem"),
+        "--tlskey",
+        join(dir, "server.key"),
+        "--tlscacert",
+        join(dir, "ca.pem"),
+      ],
+    });
+    // The test daemon's own unix address comes first; add it back so the helper can reach it.
+    void d;
+    const ok = await d.buildctl([
+      "--addr",
+      tcp,
+      "--tlscacert",
+      join(dir, "ca.pem"),
+      "--tlscert",
+      join(dir, "client.pem"),
+      "--tlskey",
+      join(dir, "client.key"),
+      "debug",
+      "workers",
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /PLATFORMS/);
+    const noCert = await d.buildctl(["--addr", tcp, "--tlscacert", join(dir, "ca.pem"), "debug", "workers"]);
+    assert.equal(noCert.code, 1);
+  });
+});
+
+describe("ssh agent forwarding", () => {
+  test("a step reaches the client's agent through the session; without --ssh it is a clear error", async (t) => {
+    const { mkdtemp, rm, readFile: rf } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { createServer } = await import("node:net");
+    const { pushNodeImage } = await import("../test/node-image.ts");
+    const { startRegistry: sr } = await import("../test/registry.ts");
+    const reg = await sr({ signal: t.signal });
+    await pushNodeImage(reg);
+    const dir = await mkdtemp(join(tmpdir(), "buildd-ssh-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    // A stand-in agent: answers every message with "agent says: " and the message.
+    const agent = createServer((s) => s.on("data", (d) => s.write(`agent says: ${d}`)));
+    await new Promise<void>((r) => agent.listen(join(dir, "agent.sock"), () => r()));
+    t.after(() => agent.close());
+    const script =
+      "const s=require('net').connect(process.env.SSH_AUTH_SOCK);s.write('ping');s.on('data',d=>{require('fs').writeFileSync('/out/reply',d);process.exit(0)})";
+    const def = llb(
+      image(`${reg.host}/node:24`)
+        .run({ args: ["node", "-e", script], mounts: [{ type: "ssh" }, { dest: "/out" }] })
+        .getMount("/out"),
+    );
+    const d = await startTestDaemon(t);
+    const out = join(dir, "out");
+    const ok = await d.buildctl(
+      [
+        "build",
+        "--progress=plain",
+        "--ssh",
+        `default=${join(dir, "agent.sock")}`,
+        "--output",
+        `type=local,dest=${out}`,
+      ],
+      { input: def },
+    );
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(await rf(join(out, "reply"), "utf8"), "agent says: ping");
+    const missing = await d.buildctl(["build", "--progress=plain", "--no-cache"], { input: def });
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no ssh agent "default" in the client's session: pass --ssh default/);
+  });
+});
+
+describe("oci-layout sources", () => {
+  test("an image from the client's OCI layout; the daemon's own store by digest", async (t) => {
+    const { mkdtemp, rm, readFile: rf } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { busyboxImage } = await import("../test/busybox-image.ts");
+    const { writeOCILayout } = await import("../test/oci.ts");
+    const { ociLayout } = await import("../llb/index.ts");
+    const dir = await mkdtemp(join(tmpdir(), "buildd-ocilayout-"));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const img = await busyboxImage();
+    await writeOCILayout(join(dir, "layout"), img, { tag: "v1" });
+    const d = await startTestDaemon(t);
+    const step = (ref: string) =>
+      llb(
+        ociLayout(ref)
+          .run({ shell: "echo from-layout > /out/proof", mounts: [{ dest: "/out" }] })
+          .getMount("/out"),
+      );
+    const out = join(dir, "out");
+    const r = await d.buildctl(
+      [
+        "build",
+        "--progress=plain",
+        "--oci-layout",
+        `mine=${join(dir, "layout")}`,
+        "--output",
+        `type=local,dest=${out}`,
+      ],
+      {
+        input: step("mine:v1"),
+      },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await rf(join(out, "proof"), "utf8"), "from-layout\n");
+    // The blobs are now in the daemon's content store: pinned by digest, no client layout needed.
+    const pinned = await d.buildctl(["build", "--progress=plain", "--no-cache"], {
+      input: step(`anything@${img.digest}`),
+    });
+    assert.equal(pinned.code, 0, pinned.stderr);
+    const missing = await d.buildctl(["build", "--progress=plain"], {
+      input: step(`other@sha256:${"0".repeat(64)}`),
+    });
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /not in the daemon's content store/);
+  });
+});

@@ -62,6 +62,6 @@ export async function readRefFile(
       const all = await readFile(p);
       return new Uint8Array(all.subarray(opts.offset, opts.offset + limit));
     },
-    { readonly: true, base: mountBase },
+    { readonly: true, inPlace: true, base: mountBase },
   );
 }

@@ -38,7 +38,7 @@ const result = debian
     args: [
       "/bin/sh",
       "-c",
-      "mkdir -p /out/usr/local/bin /out/opt && cp -a /node/opt/node /out/opt/ && cp /buildd/src/dist/*.mjs /out/usr/local/bin/ && cp /runc/usr/sbin/runc /out/usr/local/bin/",
+      "mkdir -p /out/usr/local/bin /out/opt/buildd && cp -a /node/opt/node /out/opt/ && cp -r /buildd/src/dist/. /out/opt/buildd/ && cp /runc/usr/sbin/runc /out/usr/local/bin/",
     ],
     mounts: [
       { dest: "/out" },

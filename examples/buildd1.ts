@@ -38,7 +38,7 @@ const deps = tools
 const bundle = tools
   .run({
     shell:
-      "cp -a /src/. /work/ && cp -a /deps/node_modules /work/ && cd /work && make binaries && cp dist/*.mjs /out/",
+      "cp -a /src/. /work/ && cp -a /deps/node_modules /work/ && cd /work && make binaries && cp -r dist/. /out/",
     mounts: [
       { dest: "/opt/node", from: nodeDist, readonly: true },
       { dest: "/src", from: src, readonly: true },
@@ -55,7 +55,7 @@ const runc = apt(debian, "runc");
 const result = debian
   .run({
     shell:
-      "mkdir -p /out/usr/local/bin /out/opt/node && cp -a /node/. /out/opt/node/ && cp /bundle/*.mjs /runc/usr/sbin/runc /out/usr/local/bin/",
+      "mkdir -p /out/usr/local/bin /out/opt/node /out/opt/buildd && cp -a /node/. /out/opt/node/ && cp -r /bundle/. /out/opt/buildd/ && cp /runc/usr/sbin/runc /out/usr/local/bin/",
     mounts: [
       { dest: "/out" },
       { dest: "/node", from: nodeDist, readonly: true },

@@ -50,7 +50,7 @@ const deps = withNode
 const bundle = withNode
   .dir("/app")
   .run({
-    shell: "make binaries && mkdir -p /out && cp dist/*.mjs /out/",
+    shell: "make binaries && mkdir -p /out && cp -r dist/. /out/",
     mounts: [{ dest: "/app", from: merge([src, deps]) }, { dest: "/out" }],
     customName: "bundle buildd",
   })
@@ -62,7 +62,7 @@ const runc = apt(debian, "runc");
 const result = scratch().file(
   mkdir("/usr/local/bin", 0o755, { makeParents: true })
     .copy(nodeDist, "/", "/opt/node", { dirCopyContents: true, createDestPath: true })
-    .copy(bundle, "/*.mjs", "/usr/local/bin/", { allowWildcard: true })
+    .copy(bundle, "/", "/opt/buildd/", { dirCopyContents: true, createDestPath: true })
     .copy(runc, "/usr/sbin/runc", "/usr/local/bin/runc"),
   { customName: "assemble" },
 );

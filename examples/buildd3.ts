@@ -104,16 +104,16 @@ if (opts.deps === "npm") {
 const bundle = withNode
   .dir("/app")
   .run({
-    shell: "node scripts/build-binaries.ts && mkdir -p /out && cp dist/*.mjs /out/",
+    shell: "node scripts/build-binaries.ts && mkdir -p /out && cp -r dist/. /out/",
     mounts: [{ dest: "/app", from: merge([src, deps]) }, { dest: "/out" }],
     customName: "bundle buildd",
   })
   .getMount("/out");
 
-const wrapper = (cmd: string) => `#!/bin/sh\nexec /opt/node/bin/node /opt/buildd/${cmd}.mjs "$@"\n`;
+const wrapper = (cmd: string) => `#!/bin/sh\nexec /opt/node/bin/node /opt/buildd/${cmd}/main.mjs "$@"\n`;
 let result = scratch().file(
   mkdir("/opt/buildd", 0o755, { makeParents: true })
-    .copy(bundle, "/*.mjs", "/opt/buildd/", { allowWildcard: true })
+    .copy(bundle, "/", "/opt/buildd/", { dirCopyContents: true })
     .mkdir("/usr/local/bin", 0o755, { makeParents: true })
     .mkfile("/usr/local/bin/buildctl", 0o755, wrapper("buildctl"))
     .mkfile("/usr/local/bin/buildd", 0o755, wrapper("buildd")),

@@ -4,7 +4,7 @@ import { lstat, readdir, readFile, rmdir, unlink } from "node:fs/promises";
 import { posix } from "node:path";
 import { MOUNT_DATA_MAX, mountAll as mountWithRelativePaths } from "../snapshot/mount.ts";
 import { mustRunTool, runTool } from "./command.ts";
-import { mountSyscall, SyscallError, umountSyscall } from "./syscalls.ts";
+import { mountSyscall, SyscallError, umountSyscall } from "../util/syscalls.ts";
 import type { Mount } from "./types.ts";
 
 /** One line of /proc/self/mountinfo, the parts the executor needs. */

@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { lstat, mkdir, readdir, readFile, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import { after, test } from "node:test";
 import { cgroupParentDirs } from "./cgroups.ts";
 import { readMountinfo } from "./hostmount.ts";
@@ -186,6 +187,37 @@ test("stdin is fed to the process; output streams as it is written", { timeout: 
     },
   );
   assert.ok(released);
+});
+
+test("a stdin stream is a conversation: each answer arrives before the next line is sent", {
+  timeout: 60_000,
+}, async (t) => {
+  const { executor } = await testExecutor(t);
+  const { mounts } = await overlayRoot(t, (await sharedBusybox()).dir);
+  const stdin = new PassThrough();
+  const answers: string[] = [];
+  let pending = "";
+  const run = executor.run("", mounts, [], shell('while read -r line; do echo "got $line"; done; echo bye'), {
+    stdin,
+    stdout: (c) => {
+      pending += c.toString();
+      while (pending.includes("\n")) {
+        const i = pending.indexOf("\n");
+        const line = pending.slice(0, i);
+        pending = pending.slice(i + 1);
+        answers.push(line);
+        // The next question depends on the answer: without a live pipe this never ends.
+        const n = answers.length;
+        if (line === `got ${n}`) {
+          if (n < 3) stdin.write(`${n + 1}\n`);
+          else stdin.end();
+        }
+      }
+    },
+  });
+  stdin.write("1\n");
+  await run;
+  assert.deepEqual(answers, ["got 1", "got 2", "got 3", "bye"]);
 });
 
 test("a read-only rootfs cannot be written; mounts stay writable", async (t) => {

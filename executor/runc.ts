@@ -532,9 +532,11 @@ export class RuncExecutor implements Executor {
     };
     child.stdout!.on("data", forward(io.stdout));
     child.stderr!.on("data", forward(io.stderr));
-    if (io.stdin !== undefined) {
+    const stdin = io.stdin;
+    if (stdin !== undefined) {
       child.stdin!.on("error", () => {}); // the process may exit without reading it all
-      child.stdin!.end(io.stdin);
+      if (stdin instanceof Uint8Array) child.stdin!.end(stdin);
+      else stdin.pipe(child.stdin!);
     }
     const exited = new Promise<number>((resolve, reject) => {
       child.once("error", (e) =>
@@ -556,6 +558,7 @@ export class RuncExecutor implements Executor {
       exitCode = await exited;
     } finally {
       signal.removeEventListener("abort", kill);
+      if (stdin !== undefined && !(stdin instanceof Uint8Array)) stdin.unpipe(child.stdin!);
       await killing;
     }
     if (signal.aborted) throw signal.reason;

@@ -2,6 +2,8 @@
 // it. runc's CLI is built into RuncExecutor; another runtime (containerd's tasks service, for the
 // containerd worker) plugs in here and gets the same bundle and spec.
 
+import type { Readable } from "node:stream";
+
 /** One container to run: its prepared bundle and spec, and where its output goes. */
 export interface RuntimeRun {
   id: string;
@@ -9,7 +11,8 @@ export interface RuntimeRun {
   bundle: string;
   /** The OCI runtime spec (what config.json holds); its root.path is the mounted rootfs. */
   spec: Record<string, unknown>;
-  stdin?: Uint8Array;
+  /** Bytes to write and close, or a stream the container reads while it runs (a gateway frontend's). */
+  stdin?: Uint8Array | Readable;
   stdout(chunk: Buffer): void;
   stderr(chunk: Buffer): void;
   /** Aborts the run: the runtime kills the container and returns once it is gone. */

@@ -1,5 +1,6 @@
 // The executor's contract: what the worker hands in (a rootfs as snapshot mounts, the LLB mounts
 // resolved to host paths, the process) and what it gets back.
+import type { Readable } from "node:stream";
 
 /**
  * A filesystem mount as the snapshotter describes it, shaped like containerd's so that it can be
@@ -67,7 +68,11 @@ export type ExecMount =
 export interface ExecIO {
   stdout?: (chunk: Buffer) => void;
   stderr?: (chunk: Buffer) => void;
-  stdin?: Uint8Array;
+  /**
+   * Bytes to feed and then close, or a stream piped in as it is written (for processes the
+   * caller talks to while they run: a gateway frontend speaks gRPC over its stdin and stdout).
+   */
+  stdin?: Uint8Array | Readable;
 }
 
 /** What a successful run reports: useful when `validExitCodes` admits more than 0. */

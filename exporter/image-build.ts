@@ -17,6 +17,7 @@ import type { Digest } from "../util/digest.ts";
 import type { VertexLog } from "../worker/vertex-log.ts";
 import { cacheOf, type LayerBlob, type LayerDeps, layerBlobs } from "./layers.ts";
 import { annotationsFor, type ImageOptions } from "./options.ts";
+import type { InlineCacheHook } from "./types.ts";
 
 /** One platform's image inside a built image. */
 export type BuiltManifest = {
@@ -85,7 +86,7 @@ export async function buildImage(
   result: FrontendResult,
   opts: ImageOptions,
   deps: LayerDeps & { lease?: string },
-  ctx: { log: VertexLog; signal: AbortSignal },
+  ctx: { log: VertexLog; signal: AbortSignal; inlineCache?: InlineCacheHook },
 ): Promise<BuiltImage> {
   const platforms = platformsOf(result);
   const oci = opts.ociMediaTypes;
@@ -117,6 +118,13 @@ export async function buildImage(
     blobs.push(...layerDescs);
     const history = p.ref ? layerHistory(p.ref, deps) : [];
     const config = imageConfig(p, layers, history, opts.epoch);
+    if (ctx.inlineCache && p.ref) {
+      const inline = await ctx.inlineCache(
+        p.ref,
+        layers.map((l, i) => ({ desc: layerDescs[i]!, diffID: l.diffID })),
+      );
+      Object.assign(config, inline);
+    }
     const configDesc = await write(oci ? MediaTypes.ociConfig : MediaTypes.dockerConfig, config);
     const manifestType = oci ? MediaTypes.ociManifest : MediaTypes.dockerManifest;
     const annotations = annotationsFor(opts.annotations.manifest, p.id);

@@ -2,6 +2,7 @@
 // shipped as images over the gateway): a frontend turns its options into LLB through a bridge
 // that solves, reads results and resolves image configs, the same bridge for every frontend.
 import type { WorkerRef } from "../worker/types.ts";
+import type { ProgressSink } from "../worker/vertex-log.ts";
 
 /** What a build produced: a result per platform and metadata (image config, ...). */
 export interface FrontendResult {
@@ -30,6 +31,14 @@ export interface FrontendBridge {
   /** Definitions the client passed as frontend inputs (named contexts). */
   inputs: Record<string, Uint8Array>;
   signal: AbortSignal;
+  /**
+   * Another frontend of this daemon by name ("gateway.v0", "dockerfile.v0"), to hand the build
+   * over (`# syntax=`) or nest one (a gateway client's Solve with a frontend). Run it with a
+   * bridge like this one with its own `opts` and `inputs`: its results belong to the same build.
+   */
+  frontend(name: string): Frontend | undefined;
+  /** The build's progress, for frontends that report steps of their own (a frontend container's output). */
+  progress: ProgressSink;
 }
 
 export interface Frontend {

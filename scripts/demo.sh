@@ -22,31 +22,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-say "building bin/buildd and bin/buildctl"
-make -s binaries
-
-if ! curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1; then
-  say "starting a registry on $REGISTRY (storage in $STATE/registry)"
-  cat > "$STATE/registry.yml" <<YML
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $STATE/registry
-http:
-  addr: $REGISTRY
-YML
-  nohup docker-registry serve "$STATE/registry.yml" > "$STATE/registry.log" 2>&1 &
-  for _ in $(seq 50); do curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
-fi
-say "pushing base images made from this machine's busybox and Node"
-bin/node scripts/demo-images.ts "http://$REGISTRY"
-
-if ! bin/buildctl --addr "unix://$SOCK" debug workers >/dev/null 2>&1; then
-  say "starting buildd (state in $STATE/root, log in $STATE/buildd.log)"
-  printf '[registry."%s"]\nhttp = true\n' "$REGISTRY" > "$STATE/buildd.toml"
-  nohup bin/buildd --root "$STATE/root" --addr "unix://$SOCK" --config "$STATE/buildd.toml" > "$STATE/buildd.log" 2>&1 &
-  for _ in $(seq 100); do bin/buildctl --addr "unix://$SOCK" debug workers >/dev/null 2>&1 && break; sleep 0.2; done
-fi
+source "$REPO/scripts/demo-env.sh"
 
 say "building buildd with buildd (examples/buildd3.ts, offline mode)"
 rm -rf "$STATE/out"
@@ -54,6 +30,6 @@ bin/node examples/buildd3.ts --buildd=local --node=base --deps=local --base="$RE
   bin/buildctl --addr "unix://$SOCK" build --local buildd-src="$REPO" --output type=local,dest="$STATE/out"
 
 say "result: $STATE/out"
-echo "    $STATE/out/opt/buildd/buildctl.mjs and buildd.mjs, wrappers in $STATE/out/usr/local/bin"
-echo "    it runs: $(bin/node "$STATE/out/opt/buildd/buildctl.mjs" --version)"
+echo "    the bundles are in $STATE/out/opt/buildd (buildctl/, buildd/), wrappers in $STATE/out/usr/local/bin"
+echo "    it runs: $(bin/node "$STATE/out/opt/buildd/buildctl/main.mjs" --version)"
 echo "    the daemon keeps running: bin/buildctl --addr unix://$SOCK du"

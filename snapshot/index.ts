@@ -21,7 +21,7 @@ export type {
   Usage,
 } from "./types.ts";
 export { SnapshotError } from "./types.ts";
-export { mountAll, readonlyMounts, unmountAll, withMounted } from "./mount.ts";
+export { mountAll, readonlyDir, readonlyMounts, unmountAll, withMounted } from "./mount.ts";
 
 /** How to open a snapshotter. */
 export type OpenSnapshotterOptions = {

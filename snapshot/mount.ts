@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rmdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative, sep } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { mountSyscall, SyscallError, syscallsSupported, umountSyscall } from "../util/syscalls.ts";
 import type { Mount } from "./types.ts";
 
 /**
@@ -35,6 +36,14 @@ export async function mountAll(mounts: Mount[], target: string): Promise<void> {
 }
 
 async function mountOne(m: Mount, target: string): Promise<void> {
+  if (syscallsSupported()) {
+    try {
+      if (await mountWithSyscall(m, target)) return;
+    } catch (e) {
+      if (e instanceof SyscallError) throw e;
+      // The helper could not run here: fall through to mount(8).
+    }
+  }
   if (m.type === "bind") {
     const recursive = m.options.includes("rbind");
     await run("mount", [recursive ? "--rbind" : "--bind", m.source, target]);
@@ -61,6 +70,43 @@ async function mountOne(m: Mount, target: string): Promise<void> {
   }
   await run("mount", ["-t", m.type, "-o", m.options.join(",") || "defaults", m.source || m.type, target]);
 }
+
+const MS_RDONLY = 0x1;
+const MS_REMOUNT = 0x20;
+const MS_BIND = 0x1000;
+const MS_REC = 0x4000;
+
+/**
+ * The common mounts (binds, overlays that fit in a page) through mount(2) in the long-lived
+ * syscall helper: spawning mount(8) and umount(8) costs tens of milliseconds per mount on a busy
+ * host, and a cached build mounts to read files. Returns false for what it leaves to mount(8).
+ */
+async function mountWithSyscall(m: Mount, target: string): Promise<boolean> {
+  const ro = m.options.includes("ro");
+  if (m.type === "bind") {
+    if (m.options.some((o) => !["bind", "rbind", "ro", "rw"].includes(o))) return false;
+    const flags = MS_BIND | (m.options.includes("rbind") ? MS_REC : 0);
+    await mountSyscall(m.source, target, "", flags, "");
+    if (ro) {
+      try {
+        await mountSyscall("", target, "", flags | MS_REMOUNT | MS_RDONLY, "");
+      } catch (e) {
+        await umountSyscall(target, MNT_DETACH).catch(() => {});
+        throw e;
+      }
+    }
+    return true;
+  }
+  if (m.type === "overlay") {
+    const data = m.options.filter((o) => o !== "ro" && o !== "rw").join(",");
+    if (data.length > MOUNT_DATA_MAX) return false;
+    await mountSyscall(m.source || "overlay", target, "overlay", ro ? MS_RDONLY : 0, data);
+    return true;
+  }
+  return false;
+}
+
+const MNT_DETACH = 0x2;
 
 /** Rewrites overlay dir options relative to the deepest directory that holds all of them. */
 export function relativeOverlayOptions(options: string[]): { cwd: string; options: string[] } {
@@ -102,15 +148,34 @@ export async function unmountAll(target: string): Promise<void> {
     let done = false;
     for (let attempt = 0; attempt < 5 && !done; attempt++) {
       try {
-        await run("umount", [target]);
+        await umountOnce(target, 0);
         done = true;
       } catch {
         await sleep(20 * (attempt + 1));
       }
     }
-    if (!done) await run("umount", ["-l", target]);
+    if (!done) await umountOnce(target, MNT_DETACH);
   }
   throw new Error(`unmounting ${target}: still mounted after 64 unmounts`);
+}
+
+/** umount2(2) through the helper where it runs, else umount(8) (-l for a lazy detach). */
+async function umountOnce(target: string, flags: number): Promise<void> {
+  if (syscallsSupported()) {
+    try {
+      await umountSyscall(target, flags);
+      return;
+    } catch (e) {
+      if (e instanceof SyscallError) throw e;
+    }
+  }
+  await run("umount", flags & MNT_DETACH ? ["-l", target] : [target]);
+}
+
+/** The directory of a mount list that is one bind mount, readable without mounting it. */
+export function readonlyDir(mounts: Mount[]): string | undefined {
+  const only = mounts.length === 1 ? mounts[0] : undefined;
+  return only?.type === "bind" ? only.source : undefined;
 }
 
 /** Read-only versions of mounts: binds get "ro", an overlay's upper dir becomes its top lower dir. */
@@ -140,8 +205,12 @@ export function readonlyMounts(mounts: Mount[]): Mount[] {
 export async function withMounted<T>(
   mounts: Mount[],
   fn: (dir: string) => Promise<T>,
-  opts: { readonly?: boolean; base?: string } = {},
+  opts: { readonly?: boolean; base?: string; inPlace?: boolean } = {},
 ): Promise<T> {
+  // Reading a plain directory needs no mount: with `inPlace` it is handed over as it is (the
+  // caller promises not to write). Most results are one layer, so a cached build's reads take this.
+  const plain = readonlyDir(mounts);
+  if (opts.readonly && opts.inPlace && plain !== undefined) return fn(plain);
   const dir = await mkdtemp(join(opts.base ?? tmpdir(), "buildd-mnt-"));
   try {
     await mountAll(opts.readonly ? readonlyMounts(mounts) : mounts, dir);

@@ -8,6 +8,7 @@ import { copy, local, type State, scratch } from "../llb/index.ts";
 import { emptyStatus, type SolveStatus } from "../progress/types.ts";
 import { MemWorker } from "./memworker.test-util.ts";
 import { CacheRecords } from "./records.ts";
+import type { WorkerRef } from "../worker/types.ts";
 import { type Job, SolveError, Solver } from "./solver.ts";
 
 const run = (s: State, ...args: string[]) => s.run({ args }).root();
@@ -251,4 +252,60 @@ test("an empty definition solves to no result", async () => {
   const job = solver.newJob({ id: "empty" });
   assert.equal(await job.solve(scratch().marshal().bytes), undefined);
   job.discard();
+});
+
+test("an imported cache is asked only for keys without a local record, and its hit becomes one", async () => {
+  const { worker, solver } = setup();
+  const step1 = run(scratch(), "write", "/a", "1");
+  const step2 = run(step1, "write", "/b", "2");
+  // A first build records both steps; their keys and results are what an export lists.
+  const job = solver.newJob({ id: "first" });
+  const ref = await job.solve(step2.marshal().bytes);
+  assert.ok(ref);
+  const exported = await job.exportable();
+  assert.equal(exported.length, 2);
+  assert.deepEqual(
+    exported.map((e) => e.inputs.length),
+    [0, 1],
+  );
+  assert.equal(exported[1]!.inputs[0]!.key, exported[0]!.key, "inputs come before the steps that use them");
+  const [key1, key2] = exported.map((e) => e.key);
+  for (const e of exported) for (const r of e.refs) await r.release();
+  job.discard();
+
+  // The local record wins: the remote cache is not even asked.
+  const asked: string[] = [];
+  const remote = (answer: (key: string) => WorkerRef[] | undefined) => ({
+    load: async (key: string, _outputs: number, ctx: { hit(): void }) => {
+      asked.push(key);
+      const refs = answer(key);
+      if (refs) ctx.hit();
+      return refs;
+    },
+  });
+  const warm = solver.newJob({ id: "warm" });
+  warm.remoteCache = remote(() => {
+    throw new Error("a local record must win");
+  });
+  await warm.solve(step2.marshal().bytes);
+  warm.discard();
+  assert.deepEqual(asked, []);
+
+  // Without the local record of step 2, its key is asked; the answer is recorded locally.
+  solver.records.deleteKey(key2!);
+  const other = [...worker.execCount.values()].reduce((a, b) => a + b, 0);
+  const job3 = solver.newJob({ id: "remote" });
+  const step1Ref = await worker.loadRef(solver.records.get(key1!, 1)![0]!);
+  job3.remoteCache = remote((key) => (key === key2 ? [step1Ref!.clone()] : undefined));
+  const got = await job3.solve(step2.marshal().bytes);
+  assert.deepEqual(asked, [key2]);
+  assert.equal(worker.files(got!).get("/b"), undefined, "the imported result was used as it is");
+  assert.equal(
+    [...worker.execCount.values()].reduce((a, b) => a + b, 0),
+    other,
+    "nothing ran",
+  );
+  assert.ok(solver.records.get(key2!, 1), "the hit is now a local record");
+  job3.discard();
+  await step1Ref!.release();
 });

@@ -11,10 +11,11 @@ import { loadDefinition } from "../llb/definition.ts";
 import { ProgressBus } from "../progress/bus.ts";
 import type { VertexUpdate } from "../progress/types.ts";
 import { type Digest, digestOf } from "../util/digest.ts";
+import { raceAbort } from "../util/abort.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import type { CacheMap, OpContext, OpSolver, SessionAccess, Worker, WorkerRef } from "../worker/types.ts";
 import { type ProgressSink, VertexLog } from "../worker/vertex-log.ts";
-import { numOutputs, sharingIdentities, vertexName } from "./graph.ts";
+import { isSessionBound, numOutputs, sharingIdentities, vertexName } from "./graph.ts";
 import type { CacheRecords } from "./records.ts";
 
 /** A failure of one vertex, carrying which vertex so the client can show where it came from. */
@@ -33,6 +34,34 @@ export class SolveError extends Error {
     this.vertex = vertex;
     this.logTail = logTail;
   }
+}
+
+/**
+ * An imported build cache (remotecache/): results by cache key, fetched only when a key the
+ * build needs is a hit. Asked only when this daemon has no record of its own for the key.
+ */
+export interface RemoteCache {
+  /**
+   * The results of `key` (one ref per output) made local, or undefined on a miss or when the
+   * cache cannot deliver them (it warns through `log` and the step runs normally). `hit` is
+   * called once the record is found, before its layers are fetched.
+   */
+  load(
+    key: string,
+    outputs: number,
+    ctx: { signal: AbortSignal; log: VertexLog; hit(): void },
+  ): Promise<WorkerRef[] | undefined>;
+}
+
+/** A vertex of a finished solve whose results can go into an exported cache. */
+export interface ExportableVertex {
+  digest: Digest;
+  name: string;
+  key: string;
+  /** The keys of its inputs (undefined for one that has none, e.g. it failed). */
+  inputs: { key?: string; index: number }[];
+  /** One handle per output, owned by the caller (release them). */
+  refs: WorkerRef[];
 }
 
 export interface SolverOptions {
@@ -111,6 +140,8 @@ export class Job {
   private readonly results: WorkerRef[] = [];
   private discarded = false;
   readonly sink: ProgressSink;
+  /** Imported caches this job may take results from (set before the first solve). */
+  remoteCache?: RemoteCache;
 
   constructor(solver: Solver, opts: JobOptions) {
     this.solver = solver;
@@ -158,6 +189,20 @@ export class Job {
       );
       this.held.add(sv);
       out.set(digest, sv);
+    }
+    return out;
+  }
+
+  /**
+   * Every vertex of the job's solves that has a cache key and results (run, cached, or in a
+   * local record), inputs before the vertices that use them. For cache export; session-bound
+   * sources (the client's files) and volatile ops are left out.
+   */
+  async exportable(): Promise<ExportableVertex[]> {
+    const out: ExportableVertex[] = [];
+    for (const sv of this.held) {
+      const e = await sv.exportable();
+      if (e) out.push(e);
     }
     return out;
   }
@@ -328,7 +373,54 @@ class SharedVertex {
     return this.resultP;
   }
 
+  /** This vertex's entry for an exported cache, or undefined when it has none to offer. */
+  async exportable(): Promise<ExportableVertex | undefined> {
+    if (!this.keyP || isSessionBound(this.v.op)) return undefined;
+    const settled = async <T>(p: Promise<T> | undefined) => {
+      try {
+        return await p;
+      } catch {
+        return undefined;
+      }
+    };
+    const key = await settled(this.keyP);
+    const cm = await settled(this.cacheMapP);
+    if (key === undefined || !cm || cm.volatile) return undefined;
+    const outputs = numOutputs(this.v.op);
+    const refs = this.resultRefs?.map((r) => r.clone()) ?? (await this.localRecord(key, outputs));
+    if (!refs || refs.length !== outputs) return undefined;
+    const inputs = await Promise.all(
+      this.inputs.map(async (i) => ({ key: await settled(i.sv.keyP), index: i.index })),
+    );
+    return { digest: this.v.digest, name: this.name, key, inputs, refs };
+  }
+
   private async lookup(key: string, outputs: number): Promise<WorkerRef[] | undefined> {
+    const local = await this.localRecord(key, outputs);
+    if (local) return local;
+    // Imported caches come after the local records: they never override a result of this daemon.
+    for (const job of [...this.jobs]) {
+      if (!job.remoteCache) continue;
+      const refs = await job.remoteCache.load(key, outputs, {
+        signal: this.controller.signal,
+        log: this.log,
+        hit: () => this.start(),
+      });
+      if (!refs) continue;
+      if (refs.length !== outputs) {
+        for (const r of refs) void r.release();
+        continue;
+      }
+      this.solver.records.put(
+        key,
+        refs.map((r) => r.id),
+      );
+      return refs;
+    }
+    return undefined;
+  }
+
+  private async localRecord(key: string, outputs: number): Promise<WorkerRef[] | undefined> {
     const ids = this.solver.records.get(key, outputs);
     if (!ids) return undefined;
     const refs: WorkerRef[] = [];
@@ -417,23 +509,4 @@ class SharedVertex {
     const u = this.update();
     for (const sink of this.sinks) sink({ vertexes: [u] });
   }
-}
-
-/** Rejects as soon as `signal` aborts, without waiting for `p`. */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason ?? new Error("cancelled"));
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
 }

@@ -12,23 +12,29 @@ let cached: Promise<Image> | undefined;
 
 /** The busybox image (one gzip layer, Cmd ["sh"]), built once per process; times are the epoch, so it is reproducible. */
 export function busyboxImage(): Promise<Image> {
-  cached ??= (async () => {
-    const rootfs = await tempBusyboxRootfs();
-    try {
-      const layer = await buildLayer({ fromDir: rootfs.dir, mtime: new Date(0) }, { compression: "gzip" });
-      return buildImage({
-        layers: [layer],
-        config: { Cmd: ["sh"], Env: BUSYBOX_ENV },
-        platform: hostPlatform(),
-      });
-    } finally {
-      await rootfs.cleanup();
-    }
-  })();
+  cached ??= imageFromBusybox(async () => {}, { Cmd: ["sh"] });
   cached.catch(() => {
     cached = undefined;
   });
   return cached;
+}
+
+/**
+ * A one-layer image of a busybox rootfs that `extend` may add to, with reproducible times and
+ * the busybox PATH; the base of the test images (busybox, busybox plus Node).
+ */
+export async function imageFromBusybox(
+  extend: (rootfs: string) => Promise<void>,
+  config: { Cmd: string[] },
+): Promise<Image> {
+  const rootfs = await tempBusyboxRootfs();
+  try {
+    await extend(rootfs.dir);
+    const layer = await buildLayer({ fromDir: rootfs.dir, mtime: new Date(0) }, { compression: "gzip" });
+    return buildImage({ layers: [layer], config: { ...config, Env: BUSYBOX_ENV }, platform: hostPlatform() });
+  } finally {
+    await rootfs.cleanup();
+  }
 }
 
 /** Pushes the busybox image to `registry` (with its credentials, if it has any); returns the manifest digest. */

@@ -4,9 +4,8 @@
 import { execFile } from "node:child_process";
 import { copyFile, mkdir, symlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { tempBusyboxRootfs } from "./busybox.ts";
-import { BUSYBOX_ENV } from "./busybox-image.ts";
-import { buildImage, buildLayer, hostPlatform, type Image, pushImage } from "./oci.ts";
+import { imageFromBusybox } from "./busybox-image.ts";
+import { type Image, pushImage } from "./oci.ts";
 
 let cached: Promise<Image> | undefined;
 
@@ -27,28 +26,20 @@ async function sharedLibraries(binary: string): Promise<string[]> {
 
 /** busybox + node at /usr/local/bin/node (and /opt/node/bin/node) + its libraries at their host paths. */
 export function nodeImage(nodeBinary = process.execPath): Promise<Image> {
-  cached ??= (async () => {
-    const rootfs = await tempBusyboxRootfs();
-    try {
-      await mkdir(join(rootfs.dir, "usr/local/bin"), { recursive: true });
-      await copyFile(nodeBinary, join(rootfs.dir, "usr/local/bin/node"));
+  cached ??= imageFromBusybox(
+    async (dir) => {
+      await mkdir(join(dir, "usr/local/bin"), { recursive: true });
+      await copyFile(nodeBinary, join(dir, "usr/local/bin/node"));
       // Where official Node tarballs put it, which scripts and wrappers expect.
-      await mkdir(join(rootfs.dir, "opt/node/bin"), { recursive: true });
-      await symlink("/usr/local/bin/node", join(rootfs.dir, "opt/node/bin/node"));
+      await mkdir(join(dir, "opt/node/bin"), { recursive: true });
+      await symlink("/usr/local/bin/node", join(dir, "opt/node/bin/node"));
       for (const lib of await sharedLibraries(nodeBinary)) {
-        await mkdir(join(rootfs.dir, dirname(lib)), { recursive: true });
-        await copyFile(lib, join(rootfs.dir, lib));
+        await mkdir(join(dir, dirname(lib)), { recursive: true });
+        await copyFile(lib, join(dir, lib));
       }
-      const layer = await buildLayer({ fromDir: rootfs.dir, mtime: new Date(0) }, { compression: "gzip" });
-      return buildImage({
-        layers: [layer],
-        config: { Cmd: ["node"], Env: BUSYBOX_ENV },
-        platform: hostPlatform(),
-      });
-    } finally {
-      await rootfs.cleanup();
-    }
-  })();
+    },
+    { Cmd: ["node"] },
+  );
   cached.catch(() => {
     cached = undefined;
   });

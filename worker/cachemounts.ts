@@ -9,6 +9,7 @@ import type { CacheManager } from "../cache/manager.ts";
 import type { ImmutableRef, MutableRef } from "../cache/types.ts";
 import { mountAll, unmountAll } from "../snapshot/index.ts";
 import type { Mount } from "../snapshot/types.ts";
+import { raceAbort } from "../util/abort.ts";
 
 export type Sharing = "shared" | "private" | "locked";
 
@@ -57,7 +58,7 @@ export class CacheMounts {
       let done!: () => void;
       a.lock = new Promise((r) => (done = r));
       try {
-        await abortable(prev, signal);
+        await raceAbort(prev, signal);
       } catch (e) {
         done();
         await this.drop(key, a);
@@ -128,16 +129,4 @@ export class CacheMounts {
 
 function bindOf(dir: string): Mount[] {
   return [{ type: "bind", source: dir, options: ["rbind", "rw"] }];
-}
-
-function abortable(p: Promise<void>, signal: AbortSignal): Promise<void> {
-  signal.throwIfAborted();
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    });
-  });
 }

@@ -106,6 +106,7 @@ export class OCIWorker implements Worker {
       (dir) => contentChecksum(dir, selector, this.hashes),
       {
         readonly: true,
+        inPlace: true,
         base: this.mountRoot,
       },
     );

@@ -1,9 +1,9 @@
 // buildctl du, prune, debug workers, debug info: the daemon's cache and workers.
 import type { Connection } from "../../client/connection.ts";
+import { dial } from "./dial.ts";
 
-async function withConn<T>(addr: string, fn: (c: Connection) => Promise<T>): Promise<T> {
-  const { connect } = await import("../../client/connection.ts");
-  const conn = connect(addr);
+async function withConn<T>(_addr: string, fn: (c: Connection) => Promise<T>): Promise<T> {
+  const conn = await dial();
   try {
     return await fn(conn);
   } finally {

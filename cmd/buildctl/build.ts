@@ -13,6 +13,7 @@ import { Secrets } from "../../proto/gen/moby/buildkit/secrets/v1/secrets_pb.ts"
 import { DefinitionSchema } from "../../proto/gen/pb/ops_pb.ts";
 import type { DisplayMode } from "../../progress/display/index.ts";
 import type { SolveStatus } from "../../progress/types.ts";
+import { dial } from "./dial.ts";
 import { readStdin } from "./io.ts";
 import { parseCSV, parseKeyValue } from "./opts.ts";
 
@@ -21,6 +22,7 @@ export interface BuildFlags {
   frontend?: string;
   opt: string[];
   local: string[];
+  ociLayout?: string[];
   output: string[];
   secret: string[];
   ssh: string[];
@@ -37,7 +39,11 @@ export interface BuildFlags {
 /** Extra session services a client adds (file sync for --local, file receive for outputs). */
 export type SessionExtension = (
   r: ConnectRouter,
-  ctx: { locals: Record<string, string>; outputs: { type: string; attrs: Record<string, string> }[] },
+  ctx: {
+    locals: Record<string, string>;
+    outputs: { type: string; attrs: Record<string, string> }[];
+    sshAgents: Record<string, string>;
+  },
 ) => void;
 const extensions: SessionExtension[] = [];
 
@@ -57,6 +63,11 @@ export async function build(f: BuildFlags): Promise<void> {
   for (const l of f.local) {
     const [name, path] = parseKeyValue(l, "--local");
     locals[name] = resolve(path);
+  }
+  // An OCI layout is shared like a local dir, under a name of its own.
+  for (const l of f.ociLayout ?? []) {
+    const [name, path] = parseKeyValue(l, "--oci-layout");
+    locals[`oci-layout:${name}`] = resolve(path);
   }
   const { stat } = await import("node:fs/promises");
   for (const [name, path] of Object.entries(locals)) {
@@ -89,7 +100,14 @@ export async function build(f: BuildFlags): Promise<void> {
       secrets.set(id, async () => new Uint8Array(await readFile(src)));
     }
   }
-  if (f.ssh.length > 0) throw new Error("--ssh: ssh agent forwarding is not supported by buildd yet");
+  const sshAgents: Record<string, string> = {};
+  for (const spec of f.ssh) {
+    const [id, path] = spec.includes("=")
+      ? parseKeyValue(spec, "--ssh")
+      : [spec, process.env.SSH_AUTH_SOCK ?? ""];
+    if (!path) throw new Error(`--ssh ${spec}: no socket given and SSH_AUTH_SOCK is not set`);
+    sshAgents[id] = resolve(path);
+  }
   const cacheEntries = (list: string[], flag: string) =>
     list.map((c) => {
       const a = parseCSV(c, flag);
@@ -106,9 +124,8 @@ export async function build(f: BuildFlags): Promise<void> {
     loadDefinition(definition);
   }
 
-  const { connect } = await import("../../client/connection.ts");
   const { Session } = await import("../../session/session.ts");
-  const conn: Connection = connect(f.addr);
+  const conn: Connection = await dial();
   const sharedKey = createHash("sha256")
     .update(
       `${hostname()}\n${Object.entries(locals)
@@ -131,7 +148,7 @@ export async function build(f: BuildFlags): Promise<void> {
           );
         return { data: await get() };
       });
-      for (const e of extensions) e(r, { locals, outputs });
+      for (const e of extensions) e(r, { locals, outputs, sshAgents });
     },
   });
   const ac = new AbortController();

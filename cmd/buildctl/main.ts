@@ -1,6 +1,9 @@
 // buildctl: the command-line client. Commands are registered here and their implementations
 // loaded on demand, so that start-up only pays for the command being run.
 import { Command, CommanderError } from "commander";
+import { installLightHeaders } from "./headers.ts";
+
+installLightHeaders();
 
 const program = new Command("buildctl")
   .description("build with buildd, inspect and prune its cache")
@@ -10,6 +13,14 @@ const program = new Command("buildctl")
     "buildd address",
     process.env.BUILDD_HOST ?? process.env.BUILDKIT_HOST ?? "unix:///run/buildd/buildd.sock",
   )
+  .option("--tlscacert <file>", "CA certificate to verify the daemon (tcp:// addresses)")
+  .option("--tlscert <file>", "client certificate (mutual TLS)")
+  .option("--tlskey <file>", "client key (mutual TLS)")
+  .option("--tlsservername <name>", "name to verify the daemon's certificate against")
+  .hook("preAction", async () => {
+    const { setDialFlags } = await import("./dial.ts");
+    setDialFlags(program.opts());
+  })
   .showHelpAfterError()
   .exitOverride();
 
@@ -25,13 +36,24 @@ program
   .option("--opt <key=value>", "frontend option (repeatable)", collect, [])
   .option("--local <name=path>", "local directory for the build (repeatable)", collect, [])
   .option(
+    "--oci-layout <name=path>",
+    "OCI image layout for oci-layout://name sources (repeatable)",
+    collect,
+    [],
+  )
+  .option(
     "-o, --output <type=...,key=value>",
     "output: type=image|local|tar|oci|docker plus attributes (repeatable)",
     collect,
     [],
   )
   .option("--secret <id=...,src=...|env=...>", "secret for RUN --mount=type=secret (repeatable)", collect, [])
-  .option("--ssh <id=socket>", "ssh agent to forward (not supported yet)", collect, [])
+  .option(
+    "--ssh <id[=socket]>",
+    "ssh agent to forward: default (SSH_AUTH_SOCK) or id=socket (repeatable)",
+    collect,
+    [],
+  )
   .option("--no-cache", "run every step, ignoring the cache")
   .option("--progress <mode>", "auto, tty, plain, rawjson or quiet", "auto")
   .option("--trace <file>", "write a Chrome trace-event file of the build")
@@ -52,6 +74,7 @@ program
       frontend: opts.frontend as string | undefined,
       opt: opts.opt as string[],
       local: opts.local as string[],
+      ociLayout: opts.ociLayout as string[],
       output: opts.output as string[],
       secret: opts.secret as string[],
       ssh: opts.ssh as string[],

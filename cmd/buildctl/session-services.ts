@@ -14,6 +14,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { Auth } from "../../proto/gen/moby/filesync/v1/auth_pb.ts";
 import { extractTarget } from "../../session/filesend/extract.ts";
 import { fileSyncRoutes } from "../../session/filesync/send.ts";
+import { sshRoutes } from "../../session/sshforward/forward.ts";
 import { addSessionExtension } from "./build.ts";
 
 /** Output types whose stream the client writes to `dest` (a file, or stdout for "-"). */
@@ -102,4 +103,8 @@ addSessionExtension((r) => {
 
 addSessionExtension((r, { locals }) => {
   if (Object.keys(locals).length > 0) fileSyncRoutes(locals)(r);
+});
+
+addSessionExtension((r, { sshAgents }) => {
+  if (Object.keys(sshAgents).length > 0) sshRoutes(sshAgents)(r);
 });

@@ -246,6 +246,26 @@ RUN cat /src/*.txt > /all.txt
     assert.equal(await readFile(join(changed.out, "all.txt"), "utf8"), "a2\n");
   });
 
+  test("an unchanged context is not transferred again", async () => {
+    const dir = await context({
+      Dockerfile: "ARG BASE\nFROM $BASE\nCOPY big.bin /big.bin\n",
+      ".dockerignore": "ignored/\n",
+      "big.bin": "x".repeat(1 << 20),
+    });
+    /** The last "transferring context" line of the "[internal] load build context" step. */
+    const transferred = (out: string) => {
+      const n = /^#(\d+) \[internal\] load build context$/m.exec(out)?.[1];
+      return [...out.matchAll(new RegExp(`^#${n} transferring context (.*)$`, "gm"))].at(-1)?.[1];
+    };
+    const first = await build(dir);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(transferred(first.stderr) ?? "", /^1\.05MB .*done$/);
+    const second = await build(dir);
+    assert.equal(second.code, 0, second.stderr);
+    // Done with nothing received: no byte figure (or 0B) on the final line.
+    assert.match(transferred(second.stderr) ?? "", /^(0B )?[\d.]+s done$/, second.stderr);
+  });
+
   test("ADD of a URL with a checksum, COPY --from an image, labels and ONBUILD from a base", async () => {
     const body = "downloaded\n";
     const server = await startHttpServer({ "/file.txt": { body } }, { signal: abort.signal });

@@ -4,9 +4,11 @@
 import { local, parsePlatform, type PlatformSpec } from "../../llb/index.ts";
 import { SolveError } from "../../solver/solver.ts";
 import type { Frontend, FrontendBridge, FrontendResult } from "../types.ts";
+import { stateFromDefinition } from "../gateway/client/state.ts";
 import {
   DockerfileError,
   dockerfileToLLB,
+  findDirective,
   formatSourceLines,
   imageToJSON,
   type NamedContextValue,
@@ -55,33 +57,53 @@ export function frontendOptions(opts: Record<string, string>) {
   };
 }
 
+/** The option that names a frontend image to hand the build to, overriding `# syntax=`. */
+const KEY_SYNTAX_ARG = "build-arg:BUILDKIT_SYNTAX";
+/** Frontend inputs that replace the client's local dirs, as in BuildKit. */
+const INPUT_DOCKERFILE = "dockerfile";
+const INPUT_CONTEXT = "context";
+
 export class DockerfileFrontend implements Frontend {
   async solve(bridge: FrontendBridge): Promise<FrontendResult> {
     const o = frontendOptions(bridge.opts);
     const sessionId = bridge.sessionId;
-    // The Dockerfile and its own ignore file travel as a tiny local source of their own.
-    const dfDir = local("dockerfile", {
-      include: [o.filename, `${o.filename}.dockerignore`],
-      sessionId,
-      sharedKeyHint: o.filename,
-      customName: `[internal] load build definition from ${o.filename}`,
-    });
-    const dfRef = await bridge.solve(dfDir.marshal().bytes);
+    // The Dockerfile and its own ignore file travel as a tiny local source of their own, unless
+    // the caller passed them as the "dockerfile" input (a frontend generating a Dockerfile).
+    const dfInput = bridge.inputs[INPUT_DOCKERFILE];
+    const dfDir = dfInput
+      ? undefined
+      : local("dockerfile", {
+          include: [o.filename, `${o.filename}.dockerignore`],
+          sessionId,
+          sharedKeyHint: o.filename,
+          customName: `[internal] load build definition from ${o.filename}`,
+        });
+    const dfRef = await bridge.solve(dfInput ?? dfDir!.marshal().bytes);
     if (!dfRef) throw new Error(`the build definition ${o.filename} was not found in the dockerfile dir`);
     const dockerfile = await bridge.readFile(dfRef, o.filename).catch((e: Error) => {
       throw new Error(
-        `failed to read the Dockerfile: open ${o.filename}: ${/ENOENT/.test(e.message) ? "no such file or directory" : e.message}`,
+        `failed to read the Dockerfile: open ${o.filename}: ${/ENOENT|no such file/.test(e.message) ? "no such file or directory" : e.message}`,
       );
     });
+
+    const forwarded = await forwardToSyntaxImage(bridge, dockerfile);
+    if (forwarded) return forwarded;
+
+    const contextInput = bridge.inputs[INPUT_CONTEXT];
     let dockerignore = await bridge.readFile(dfRef, `${o.filename}.dockerignore`).catch(() => undefined);
-    if (dockerignore === undefined) {
-      const ctxIgnore = local("context", {
-        include: [".dockerignore"],
-        sessionId,
-        sharedKeyHint: "context",
-        customName: "[internal] load .dockerignore",
-      });
-      const ref = await bridge.solve(ctxIgnore.marshal().bytes);
+    // Without a client session there is no local context to read it from (a frontend's nested build).
+    if (dockerignore === undefined && (contextInput || sessionId)) {
+      const ctxIgnore = contextInput
+        ? undefined
+        : local("context", {
+            include: [".dockerignore"],
+            sessionId,
+            // A persistent copy of its own: sharing the context's would make each sync delete
+            // what the other selected, and transfer the whole context again every build.
+            sharedKeyHint: "context-dockerignore",
+            customName: "[internal] load .dockerignore",
+          });
+      const ref = await bridge.solve(contextInput ?? ctxIgnore!.marshal().bytes);
       dockerignore = ref ? await bridge.readFile(ref, ".dockerignore").catch(() => undefined) : undefined;
     }
 
@@ -102,16 +124,18 @@ export class DockerfileFrontend implements Frontend {
         namedContexts,
         dockerignore,
         localContext: (lo) =>
-          local(lo.name, {
-            exclude: lo.exclude.length ? lo.exclude : undefined,
-            followPaths: lo.followPaths.length ? lo.followPaths : undefined,
-            sessionId,
-            sharedKeyHint: lo.name,
-            customName:
-              lo.name === "context"
-                ? "[internal] load build context"
-                : `[context ${lo.name}] load from client`,
-          }),
+          lo.name === "context" && contextInput
+            ? stateFromDefinition(contextInput)
+            : local(lo.name, {
+                exclude: lo.exclude.length ? lo.exclude : undefined,
+                followPaths: lo.followPaths.length ? lo.followPaths : undefined,
+                sessionId,
+                sharedKeyHint: lo.name,
+                customName:
+                  lo.name === "context"
+                    ? "[internal] load build context"
+                    : `[context ${lo.name}] load from client`,
+              }),
         resolveImageConfig: async (ref, ro) => {
           const p = ro.platform;
           const r = await bridge.resolveImageConfig(ref, {
@@ -145,6 +169,32 @@ export class DockerfileFrontend implements Frontend {
       },
     };
   }
+}
+
+/**
+ * Hands the build to the frontend image named by `--opt build-arg:BUILDKIT_SYNTAX` or the
+ * Dockerfile's `# syntax=` directive (through gateway.v0, with the same options and inputs), as
+ * BuildKit does. The `cmdline` option marks a build that was handed over already: the image,
+ * often a Dockerfile frontend itself, does not hand it over again.
+ */
+async function forwardToSyntaxImage(
+  bridge: FrontendBridge,
+  dockerfile: Uint8Array,
+): Promise<FrontendResult | undefined> {
+  if (bridge.opts.cmdline !== undefined) return undefined;
+  let cmdline: string | undefined = bridge.opts[KEY_SYNTAX_ARG]?.trim();
+  if (!cmdline) {
+    cmdline = findDirective("syntax", new TextDecoder().decode(dockerfile))?.value.trim();
+  }
+  if (!cmdline) return undefined;
+  const source = cmdline.split(/\s+/)[0]!;
+  const gateway = bridge.frontend("gateway.v0");
+  if (!gateway) {
+    throw new Error(
+      `the Dockerfile asks for frontend image ${source} (# syntax=), but this daemon has no gateway.v0 frontend to run it`,
+    );
+  }
+  return gateway.solve({ ...bridge, opts: { ...bridge.opts, source, cmdline } });
 }
 
 /** A failing step's error with the Dockerfile lines that made it, as a compiler would show them. */

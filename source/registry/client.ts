@@ -19,6 +19,7 @@ import {
   ProgressFanout,
   type RepoRef,
   type ResolvedImage,
+  fetchRootManifest,
   resolveImage,
 } from "./pull.ts";
 import {
@@ -106,6 +107,19 @@ export class RegistryClient {
     const platform = wantedPlatform(opts.platform);
     const op = this.#op(`resolving ${name}`, parsed, opts);
     return resolveImage(this.#pullContext(), parsed, name, platform, op, opts.lease);
+  }
+
+  /**
+   * The manifest or index a reference names, as raw verified bytes (cached in the store): for
+   * artifacts that are not images, such as an exported build cache.
+   */
+  async fetchManifest(
+    ref: string,
+    opts: OperationOptions & { lease?: string } = {},
+  ): Promise<{ bytes: Buffer; digest: Digest; mediaType: string }> {
+    const parsed = parseRef(ref);
+    const op = this.#op(`fetching the manifest of ${formatImageRef(parsed)}`, parsed, opts);
+    return fetchRootManifest(this.#pullContext(), parsed, op, opts.lease);
   }
 
   /** The image config frontends read (Env, WorkingDir, User, Entrypoint, Cmd, OnBuild, Labels…). */

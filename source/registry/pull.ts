@@ -141,6 +141,27 @@ export async function resolveImage(
 }
 
 /**
+ * The root manifest or index of `ref` as stored, verified against its digest but not
+ * interpreted: for artifacts that are not images (build cache manifests and indexes).
+ */
+export async function fetchRootManifest(
+  ctx: PullContext,
+  ref: RepoRef,
+  op: Operation,
+  lease: string | undefined,
+): Promise<{ bytes: Buffer; digest: Digest; mediaType: string }> {
+  const m = await resolveRoot(ctx, ctx.endpoints(ref.domain, ref.path), ref, op, lease, sourceLabels(ref));
+  let declared: unknown;
+  try {
+    declared = (JSON.parse(m.bytes.toString("utf8")) as { mediaType?: unknown }).mediaType;
+  } catch {
+    throw new RegistryError("invalid", `${op.doing}: the manifest ${m.digest} is not JSON`);
+  }
+  const mediaType = typeof declared === "string" ? declared : (m.contentType?.split(";")[0]?.trim() ?? "");
+  return { bytes: m.bytes, digest: m.digest, mediaType };
+}
+
+/**
  * Downloads a blob into the store unless it is there: concurrent fetches of one digest share
  * one download (the store coalesces them), a partial download left by a failure resumes with
  * a Range request, and the store verifies size and digest before the blob exists.

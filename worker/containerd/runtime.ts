@@ -127,8 +127,12 @@ export class ContainerdRuntime implements ContainerRuntime {
         if (r.signal.aborted) kill();
         if (io.stdinPath) {
           // The shim keeps a write end of stdin open until asked to close it.
-          await io.stdinWritten();
-          await c.tasks.closeIO({ containerId: r.id, stdin: true });
+          const closeStdin = io
+            .stdinWritten()
+            .then(() => c.tasks.closeIO({ containerId: r.id, stdin: true }));
+          // A stream is read while the process runs (it may end only after it exits).
+          if (r.stdin instanceof Uint8Array) await closeStdin;
+          else closeStdin.catch(() => {});
         }
         const exit = await Promise.race([waited, gaveUp]);
         await io.drained(OUTPUT_DRAIN_MS);
@@ -339,7 +343,16 @@ async function openStdio(r: RuntimeRun): Promise<Stdio> {
       // Written only now: a pipe nobody else holds open would drop what we put in it. Our end is
       // read-write (write-only cannot be opened before the shim reads): it is closed, not only
       // shut down, so that the pipe loses this writer.
-      stdinWritten = new Promise<void>((resolve) => s.end(r.stdin!, () => resolve())).then(() => {
+      const data = r.stdin!;
+      stdinWritten = new Promise<void>((resolve) => {
+        if (data instanceof Uint8Array) {
+          s.end(data, () => resolve());
+          return;
+        }
+        s.once("finish", () => resolve());
+        s.once("close", () => resolve());
+        data.pipe(s);
+      }).then(() => {
         s.destroy();
       });
     },
@@ -355,6 +368,8 @@ async function openStdio(r: RuntimeRun): Promise<Stdio> {
     },
     close: () => {
       dropHolders();
+      if (stdinSocket && r.stdin !== undefined && !(r.stdin instanceof Uint8Array))
+        r.stdin.unpipe(stdinSocket);
       for (const s of sockets) s.destroy();
     },
   };

@@ -55,7 +55,7 @@ export class BuildOp implements OpSolver {
           throw new Error(`${this.v.name}: definition file ${this.filename} is larger than 64 MiB`);
         return new Uint8Array(data);
       },
-      { readonly: true, base: this.w.mountRoot },
+      { readonly: true, inPlace: true, base: this.w.mountRoot },
     );
     const result = await ctx.solveNested(bytes);
     return [result.clone()];

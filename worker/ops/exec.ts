@@ -12,6 +12,7 @@ import {
 } from "../../proto/gen/pb/ops_pb.ts";
 import type { ImmutableRef, MutableRef } from "../../cache/types.ts";
 import type { ExecMount, ProcessSpec } from "../../executor/types.ts";
+import { DEFAULT_SSH_ID, hasAgent, listenForAgent } from "../../session/sshforward/forward.ts";
 import type { Mount } from "../../snapshot/types.ts";
 import type { Digest } from "../../util/digest.ts";
 import type { CacheMountLease, Sharing } from "../cachemounts.ts";
@@ -107,10 +108,29 @@ export class ExecOp implements OpSolver {
           }
           case MountType.SSH: {
             const opt = m.SSHOpt;
-            if (opt?.optional) break;
-            throw new Error(
-              `${this.v.name}: ssh agent forwarding (mount ${m.dest}, id ${opt?.ID || "default"}) is not supported by this daemon yet`,
+            const id = opt?.ID || DEFAULT_SSH_ID;
+            const caller = ctx.session?.caller;
+            if (!caller || !(await hasAgent(caller, id, ctx.signal))) {
+              if (opt?.optional) break;
+              throw new Error(
+                `${this.v.name}: no ssh agent ${JSON.stringify(id)} in the client's session: pass --ssh ${id} to buildctl`,
+              );
+            }
+            const agent = await listenForAgent(
+              caller,
+              id,
+              join(this.w.mountRoot, `ssh-${Math.random().toString(36).slice(2, 12)}.sock`),
             );
+            cleanups.push(() => agent.close());
+            mounts.push({
+              type: "ssh",
+              dest: m.dest,
+              socketPath: agent.path,
+              uid: opt?.uid ?? 0,
+              gid: opt?.gid ?? 0,
+              mode: opt?.mode || 0o600,
+            });
+            break;
           }
           default:
             throw new Error(`${this.v.name}: unknown mount type ${m.mountType} at ${m.dest}`);

@@ -6,7 +6,7 @@ import type { ImmutableRef, MutableRef } from "../../cache/types.ts";
 import { copy } from "../../fsutil/copy.ts";
 import { hasWildcards } from "../../fsutil/glob.ts";
 import type { FileOp as PbFileOp } from "../../proto/gen/pb/ops_pb.ts";
-import { mountAll, readonlyMounts, unmountAll } from "../../snapshot/index.ts";
+import { mountAll, readonlyDir, readonlyMounts, unmountAll } from "../../snapshot/index.ts";
 import { applyFileActions, type FileActionBase } from "../fileop/apply.ts";
 import type {
   CacheMap,
@@ -92,7 +92,8 @@ export class FileOp implements OpSolver {
           if (!p) {
             const ref = refs[i];
             if (!ref) throw new Error(`${this.v.name}: file op names input ${i}, which does not exist`);
-            p = ref.mount({ readonly: true }).then((ms) => mountAt(readonlyMounts(ms)));
+            // A one-layer input is a plain directory: read it in place, without a mount.
+            p = ref.mount({ readonly: true }).then((ms) => readonlyDir(ms) ?? mountAt(readonlyMounts(ms)));
             inputDirs.set(i, p);
           }
           return p;

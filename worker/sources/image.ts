@@ -9,6 +9,7 @@ import type { SourceOp } from "../../proto/gen/pb/ops_pb.ts";
 import type { Descriptor, RegistryClient, ResolvedImage } from "../../source/registry/index.ts";
 import { type Digest, digestOf } from "../../util/digest.ts";
 import type { CacheMap, OpContext, OpSolver, VertexOp, WorkerRef } from "../types.ts";
+import type { VertexLog } from "../vertex-log.ts";
 import type { OCIWorker } from "../worker.ts";
 import type { SourceHandler } from "./registry.ts";
 
@@ -19,6 +20,19 @@ export interface LayerMeta {
   mediaType: string;
   size: number;
 }
+
+/** One layer of a chain to unpack: its blob and the digest of its uncompressed tar. */
+export type ChainLayer = { desc: Descriptor; diffID: Digest };
+
+/** How {@link ImageSource.unpackChain} gets blobs and reports. */
+export type UnpackOptions = {
+  /** Where the layers come from, for descriptions and errors ("127.0.0.1:5000/app:1"). */
+  what: string;
+  /** Puts the blob into the worker's content store (verified by digest). */
+  fetch(desc: Descriptor, onProgress: (current: number, total: number) => void): Promise<unknown>;
+  signal: AbortSignal;
+  log: Pick<VertexLog, "status" | "warn">;
+};
 
 export class ImageSource implements SourceHandler {
   readonly registry: RegistryClient;
@@ -69,20 +83,35 @@ export class ImageSource implements SourceHandler {
     };
   }
 
-  private async pull(w: OCIWorker, img: ResolvedImage, ctx: OpContext): Promise<ImmutableRef> {
+  private pull(w: OCIWorker, img: ResolvedImage, ctx: OpContext): Promise<ImmutableRef> {
     const diffIDs = img.config.rootfs?.diff_ids ?? [];
     if (diffIDs.length !== img.layers.length) {
       throw new Error(
         `image ${img.ref}: its config lists ${diffIDs.length} layers but its manifest ${img.layers.length}`,
       );
     }
+    const layers = img.layers.map((desc, i) => ({ desc, diffID: diffIDs[i] as Digest }));
+    return this.unpackChain(w, layers, {
+      what: img.ref,
+      fetch: (layer, onProgress) =>
+        this.registry.fetchBlob(img.ref, layer, { store: w.content, signal: ctx.signal, onProgress }),
+      signal: ctx.signal,
+      log: ctx.log,
+    });
+  }
+
+  /**
+   * A ref for a chain of layers, bottom first: each layer is found again by its chain id, or
+   * fetched into the content store (`fetch`) and unpacked onto its parent. Image pulls and
+   * cache imports share it, so a layer both know is unpacked once.
+   */
+  async unpackChain(w: OCIWorker, layers: ChainLayer[], how: UnpackOptions): Promise<ImmutableRef> {
     let parent: ImmutableRef | undefined;
     let chain = "";
     try {
-      for (const [i, layer] of img.layers.entries()) {
-        const diffID = diffIDs[i] as Digest;
-        chain = chain === "" ? diffID : digestOf(`${chain} ${diffID}`);
-        const id = await this.layerRef(w, img, layer, diffID, chain, parent, ctx);
+      for (const layer of layers) {
+        chain = chain === "" ? layer.diffID : digestOf(`${chain} ${layer.diffID}`);
+        const id = await this.layerRef(w, layer, chain, parent, how);
         const next = w.cache.get(id);
         await parent?.release();
         parent = next;
@@ -92,7 +121,7 @@ export class ImageSource implements SourceHandler {
       throw e;
     }
     if (!parent) {
-      const empty = await w.cache.newMutable(undefined, { description: `image ${img.ref} (no layers)` });
+      const empty = await w.cache.newMutable(undefined, { description: `${how.what} (no layers)` });
       return empty.commit();
     }
     return parent;
@@ -101,18 +130,16 @@ export class ImageSource implements SourceHandler {
   /** The ref id of the layer at `chain`, unpacking it unless a ref for that chain exists. */
   private layerRef(
     w: OCIWorker,
-    img: ResolvedImage,
-    layer: Descriptor,
-    diffID: Digest,
+    layer: ChainLayer,
     chain: string,
     parent: ImmutableRef | undefined,
-    ctx: OpContext,
+    how: UnpackOptions,
   ): Promise<string> {
     const known = this.getLayer.get(chain) as { ref_id: string } | undefined;
     if (known && w.cache.exists(known.ref_id)) return Promise.resolve(known.ref_id);
     let p = this.unpacking.get(chain);
     if (!p) {
-      p = this.unpack(w, img, layer, diffID, chain, parent, ctx);
+      p = this.unpack(w, layer, chain, parent, how);
       this.unpacking.set(chain, p);
       p.finally(() => this.unpacking.delete(chain)).catch(() => {});
     }
@@ -121,23 +148,18 @@ export class ImageSource implements SourceHandler {
 
   private async unpack(
     w: OCIWorker,
-    img: ResolvedImage,
-    layer: Descriptor,
-    diffID: Digest,
+    { desc: layer, diffID }: ChainLayer,
     chain: string,
     parent: ImmutableRef | undefined,
-    ctx: OpContext,
+    how: UnpackOptions,
   ): Promise<string> {
     const short = layer.digest.slice(0, 19);
     const statusId = layer.digest;
     const started = Date.now();
-    await this.registry.fetchBlob(img.ref, layer, {
-      store: w.content,
-      signal: ctx.signal,
-      onProgress: (current, total) =>
-        ctx.log.status({ id: statusId, name: `${short}`, current, total, started }),
-    });
-    ctx.log.status({
+    await how.fetch(layer, (current, total) =>
+      how.log.status({ id: statusId, name: `${short}`, current, total, started }),
+    );
+    how.log.status({
       id: statusId,
       name: short,
       current: layer.size,
@@ -145,8 +167,8 @@ export class ImageSource implements SourceHandler {
       started,
       completed: Date.now(),
     });
-    const name = `layer ${layer.digest} of ${img.ref}`;
-    const m = await w.cache.newMutable(parent, { description: `pulled from ${img.ref}` });
+    const name = `layer ${layer.digest} of ${how.what}`;
+    const m = await w.cache.newMutable(parent, { description: `pulled from ${how.what}` });
     try {
       const mounts = await m.mount();
       const first = mounts[0];
@@ -163,8 +185,8 @@ export class ImageSource implements SourceHandler {
         format: first!.type === "overlay" ? "overlay" : "plain",
         lowers,
         layer: name,
-        signal: ctx.signal,
-        onWarning: (msg: string) => ctx.log.warn(msg),
+        signal: how.signal,
+        onWarning: (msg: string) => how.log.warn(msg),
       });
       if (stats.diffID !== diffID) {
         throw new Error(

@@ -12,6 +12,7 @@ import { withMounted } from "../../snapshot/index.ts";
 import { type Digest, digestOf } from "../../util/digest.ts";
 import type { CacheMap, OpContext, OpSolver, VertexOp, WorkerRef } from "../types.ts";
 import type { OCIWorker } from "../worker.ts";
+import { raceAbort } from "../../util/abort.ts";
 import type { SourceHandler } from "./registry.ts";
 import { snapshotFromDir } from "./snapshot-dir.ts";
 
@@ -166,7 +167,7 @@ export class LocalSource implements SourceHandler {
     const queued = before.then(() => mine);
     this.locks.set(key, queued);
     try {
-      await abortable(before, signal);
+      await raceAbort(before, signal);
       return await fn();
     } finally {
       release();
@@ -224,16 +225,4 @@ export function parseLocalSource(identifier: string, attrs: Record<string, strin
     sharedKeyHint: attrs["local.sharedkeyhint"] || undefined,
     differ: attrs["local.differ"] || undefined,
   };
-}
-
-function abortable(p: Promise<void>, signal: AbortSignal): Promise<void> {
-  signal.throwIfAborted();
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    });
-  });
 }
