@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { readFile, readlink, stat, writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import { test } from "node:test";
 import { copy, diff, merge, mkdir as mkdirAction, mkfile, scratch, symlink } from "../llb/index.ts";
 import { mountsUsing } from "../snapshot/mount.ts";
@@ -223,6 +224,50 @@ forEachWorker((open) => {
     assert.ok(Date.now() - t0 < 10_000);
     const mounted = (await Promise.all(w.mountRoots.map((d) => mountsUsing(d)))).flat();
     assert.deepEqual(mounted, [], "nothing the build used is still mounted");
+  });
+
+  test("a streamed stdin is a live conversation, as a gateway frontend's is", async (t) => {
+    const w = await open(t);
+    const rootfs = await w.cache.newMutable(await w.busybox(), { description: "stdin test" });
+    const stdin = new PassThrough();
+    const answers: string[] = [];
+    let pending = "";
+    const run = w.worker.executor.run(
+      "",
+      await rootfs.mount(),
+      [],
+      {
+        args: ["/bin/sh", "-c", 'while read -r line; do echo "got $line"; done; echo bye'],
+        env: ["PATH=/bin"],
+        cwd: "/",
+        network: "none",
+        security: "sandbox",
+      },
+      {
+        stdin,
+        stdout: (c) => {
+          pending += c.toString();
+          for (let i = pending.indexOf("\n"); i >= 0; i = pending.indexOf("\n")) {
+            const line = pending.slice(0, i);
+            pending = pending.slice(i + 1);
+            answers.push(line);
+            // The next line depends on the answer: without a live pipe this never ends.
+            const n = answers.length;
+            if (line === `got ${n}`) {
+              if (n < 3) stdin.write(`${n + 1}\n`);
+              else stdin.end();
+            }
+          }
+        },
+      },
+    );
+    stdin.write("1\n");
+    try {
+      await run;
+    } finally {
+      await rootfs.release();
+    }
+    assert.deepEqual(answers, ["got 1", "got 2", "got 3", "bye"]);
   });
 
   test("network modes: none has only loopback, host sees the host's interfaces", async (t) => {
