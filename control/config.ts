@@ -51,6 +51,13 @@ export interface DaemonConfig {
       platforms: string[];
       gc: boolean;
       gcpolicy?: GCPolicyConfig[];
+      /** Network for ops that do not ask for one. */
+      networkMode: "host" | "none";
+      maxParallelism?: number;
+      /** "oci": when containerd cannot be reached at start, run the runc (oci) worker instead of failing. */
+      fallback: "none" | "oci";
+      /** runc's state dir for build containers (the runc shim's `root`); default: the shim's own. */
+      runcRoot?: string;
     };
   };
   registry: Record<string, RegistryConfig>;
@@ -87,6 +94,8 @@ export function defaultConfig(): DaemonConfig {
         snapshotter: "overlayfs",
         platforms: [],
         gc: true,
+        networkMode: "host",
+        fallback: "none",
       },
     },
     registry: {},
@@ -206,16 +215,39 @@ export function parseConfig(doc: Table, source: string): DaemonConfig {
         "platforms",
         "gc",
         "gcpolicy",
+        "network-mode",
+        "max-parallelism",
+        "fallback",
+        "runc-root",
       ]);
       const ctd = c.worker.containerd;
       if (o.enabled !== undefined) ctd.enabled = v.bool(o.enabled, "worker.containerd.enabled");
-      if (o.address !== undefined) ctd.address = v.str(o.address, "worker.containerd.address");
+      if (o.address !== undefined) {
+        ctd.address = v.str(o.address, "worker.containerd.address");
+        if (!ctd.address.replace(/^unix:\/\//, "").startsWith("/"))
+          fail(
+            "worker.containerd.address",
+            `want the absolute path of containerd's socket, got ${JSON.stringify(ctd.address)}`,
+          );
+      }
       if (o.namespace !== undefined) ctd.namespace = v.str(o.namespace, "worker.containerd.namespace");
       if (o.snapshotter !== undefined)
         ctd.snapshotter = v.str(o.snapshotter, "worker.containerd.snapshotter");
       if (o.platforms !== undefined) ctd.platforms = v.strings(o.platforms, "worker.containerd.platforms");
       if (o.gc !== undefined) ctd.gc = v.bool(o.gc, "worker.containerd.gc");
       if (o.gcpolicy !== undefined) ctd.gcpolicy = v.gcPolicies(o.gcpolicy, "worker.containerd.gcpolicy");
+      if (o["network-mode"] !== undefined) {
+        ctd.networkMode = v.oneOf(o["network-mode"], "worker.containerd.network-mode", [
+          "host",
+          "none",
+        ] as const);
+      }
+      if (o["max-parallelism"] !== undefined)
+        ctd.maxParallelism = v.posInt(o["max-parallelism"], "worker.containerd.max-parallelism");
+      if (o.fallback !== undefined)
+        ctd.fallback = v.oneOf(o.fallback, "worker.containerd.fallback", ["none", "oci"] as const);
+      if (o["runc-root"] !== undefined)
+        ctd.runcRoot = v.absPath(o["runc-root"], "worker.containerd.runc-root");
     }
   }
   if (doc.registry !== undefined) {

@@ -24,7 +24,9 @@ import type { Solver } from "../solver/solver.ts";
 import { SolveError } from "../solver/solver.ts";
 import { digestOf } from "../util/digest.ts";
 import type { Logger } from "../util/log.ts";
+import type { Worker } from "../worker/types.ts";
 import type { OCIWorker } from "../worker/worker.ts";
+import { parseWorkerFilters } from "./workers.ts";
 import { VertexLog } from "../worker/vertex-log.ts";
 import { JobRegistry } from "./jobs.ts";
 import { readRefFile, sessionAccess } from "./session-access.ts";
@@ -40,8 +42,12 @@ const EXPORT_NAMES: Record<string, string> = {
 
 export interface ControllerOptions {
   solver: Solver;
+  /** The default worker. */
   worker: OCIWorker;
+  /** The default worker's cache. */
   cache: CacheManager;
+  /** Every worker with its cache and GC policies, when there are several (default: `worker` alone). */
+  workers?: { worker: Worker; cache: CacheManager; gcPolicies: GcPolicy[] }[];
   sessions: SessionManager;
   frontends: Map<string, Frontend>;
   exporters: Map<string, Exporter>;
@@ -68,6 +74,11 @@ export class Controller {
     this.o = o;
   }
 
+  /** Every worker with its cache, the default first. */
+  private workers(): { worker: Worker; cache: CacheManager; gcPolicies: GcPolicy[] }[] {
+    return this.o.workers ?? [{ worker: this.o.worker, cache: this.o.cache, gcPolicies: this.o.gcPolicies }];
+  }
+
   /** Builds in flight; `drain` waits for them. */
   get active(): number {
     return this.running.size;
@@ -90,32 +101,42 @@ export class Controller {
       solve: (req, ctx) => this.track(this.solve(req, ctx)),
       status: (req, ctx) => this.status(req.Ref, ctx),
       diskUsage: async (req) => ({
-        record: (await this.o.cache.du({ filters: req.filter })).map(usageRecord),
+        record: (await Promise.all(this.workers().map((w) => w.cache.du({ filters: req.filter }))))
+          .flat()
+          .map(usageRecord),
       }),
       prune: (req, ctx) => this.prune(req, ctx),
-      listWorkers: async () => ({
-        record: [
-          {
-            ID: this.o.worker.id,
-            Labels: this.o.worker.labels,
-            platforms: this.o.worker.platforms.map((p) => ({
-              OS: p.os,
-              Architecture: p.architecture,
-              Variant: p.variant ?? "",
+      listWorkers: async (req) => {
+        let match: ReturnType<typeof parseWorkerFilters>;
+        try {
+          match = parseWorkerFilters(req.filter);
+        } catch (e) {
+          throw new ConnectError((e as Error).message, Code.InvalidArgument);
+        }
+        return {
+          record: this.workers()
+            .filter((w) => match(w.worker))
+            .map(({ worker, gcPolicies }) => ({
+              ID: worker.id,
+              Labels: worker.labels,
+              platforms: worker.platforms.map((p) => ({
+                OS: p.os,
+                Architecture: p.architecture,
+                Variant: p.variant ?? "",
+              })),
+              GCPolicy: gcPolicies.map((p) => ({
+                all: p.all ?? false,
+                filters: p.filters ?? [],
+                keepDuration: BigInt(
+                  Math.round(p.keepDuration === undefined ? 0 : parseDuration(p.keepDuration) / 1000),
+                ),
+                reservedSpace: BigInt(Math.round(bytes(p.reservedSpace ?? p.keepBytes))),
+                maxUsedSpace: BigInt(Math.round(bytes(p.maxUsedSpace))),
+                minFreeSpace: BigInt(Math.round(bytes(p.minFreeSpace))),
+              })),
             })),
-            GCPolicy: this.o.gcPolicies.map((p) => ({
-              all: p.all ?? false,
-              filters: p.filters ?? [],
-              keepDuration: BigInt(
-                Math.round(p.keepDuration === undefined ? 0 : parseDuration(p.keepDuration) / 1000),
-              ),
-              reservedSpace: BigInt(Math.round(bytes(p.reservedSpace ?? p.keepBytes))),
-              maxUsedSpace: BigInt(Math.round(bytes(p.maxUsedSpace))),
-              minFreeSpace: BigInt(Math.round(bytes(p.minFreeSpace))),
-            })),
-          },
-        ],
-      }),
+        };
+      },
       info: async () => ({
         buildkitVersion: { package: "github.com/buildd-dev/buildd", version: this.o.version, revision: "" },
       }),
@@ -231,7 +252,9 @@ export class Controller {
       await buildCache.release();
       job.discard();
       this.jobs.finish(ref);
-      void this.o.cache.gcAfterBuild().catch((e) => this.o.log.warn("gc after build failed", { error: e }));
+      for (const { cache } of this.workers()) {
+        void cache.gcAfterBuild().catch((e) => this.o.log.warn("gc after build failed", { error: e }));
+      }
     }
   }
 
@@ -288,17 +311,19 @@ export class Controller {
     req: PruneRequest,
     ctx: HandlerContext,
   ): AsyncGenerator<{ ID: string; Size: bigint; Description: string; RecordType: string }> {
-    const it = this.o.cache.prune({
-      filters: req.filter,
-      all: req.all,
-      keepDuration: req.keepDuration > 0n ? Number(req.keepDuration) / 1e9 : undefined,
-      keepStorage: req.reservedSpace > 0n ? Number(req.reservedSpace) : undefined,
-      maxUsedSpace: req.maxUsedSpace > 0n ? Number(req.maxUsedSpace) : undefined,
-      minFreeSpace: req.minFreeSpace > 0n ? Number(req.minFreeSpace) : undefined,
-    });
-    for await (const u of it) {
-      if (ctx.signal.aborted) return;
-      yield { ...usageRecord(u) };
+    for (const { cache } of this.workers()) {
+      const it = cache.prune({
+        filters: req.filter,
+        all: req.all,
+        keepDuration: req.keepDuration > 0n ? Number(req.keepDuration) / 1e9 : undefined,
+        keepStorage: req.reservedSpace > 0n ? Number(req.reservedSpace) : undefined,
+        maxUsedSpace: req.maxUsedSpace > 0n ? Number(req.maxUsedSpace) : undefined,
+        minFreeSpace: req.minFreeSpace > 0n ? Number(req.minFreeSpace) : undefined,
+      });
+      for await (const u of it) {
+        if (ctx.signal.aborted) return;
+        yield { ...usageRecord(u) };
+      }
     }
   }
 }

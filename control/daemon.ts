@@ -1,7 +1,8 @@
-// Assembling the daemon: one state root, one SQLite database, the worker stack (content store,
-// snapshotter, cache manager, runc executor, sources), the solver, the frontends and exporters,
-// the session manager, and the gRPC listeners. Every component is opened here and closed in
-// reverse order; opening repairs whatever a crash left behind.
+// Assembling the daemon: one state root, one SQLite database, the workers (the runc "oci" worker:
+// local snapshotter, cache manager, runc executor; the containerd worker: containerd's snapshots
+// and tasks, state under root/containerd/<namespace>), their sources, the solver, the frontends
+// and exporters, the session manager, and the gRPC listeners. Every component is opened here and
+// closed in reverse order; opening repairs whatever a crash left behind.
 import { mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -9,12 +10,13 @@ import { DatabaseSync } from "node:sqlite";
 import { CacheManager } from "../cache/manager.ts";
 import { defaultGcPolicies } from "../cache/prune.ts";
 import type { GcPolicy } from "../cache/types.ts";
+import type { GCPolicyConfig } from "./config.ts";
 import { ContentStore } from "../content/store.ts";
 import { RuncExecutor } from "../executor/runc.ts";
 import type { Exporter } from "../exporter/types.ts";
 import type { Frontend } from "../frontend/types.ts";
+import { hostPlatform, parsePlatform } from "../llb/vertex.ts";
 import type { CacheBackend } from "../remotecache/index.ts";
-import { hostPlatform } from "../llb/vertex.ts";
 import { Control } from "../proto/gen/moby/buildkit/v1/control_pb.ts";
 import { SessionManager } from "../session/manager.ts";
 import { openSnapshotter } from "../snapshot/index.ts";
@@ -31,6 +33,9 @@ import { LocalSource } from "../worker/sources/local.ts";
 import { OCILayoutSource } from "../worker/sources/oci-layout.ts";
 import { SourceRegistry } from "../worker/sources/registry.ts";
 import { OCIWorker } from "../worker/worker.ts";
+import type { ExportedImage } from "../worker/containerd/images.ts";
+import { type ContainerdWorker, openContainerdWorker } from "../worker/containerd/worker.ts";
+import { WorkerSet } from "./workers.ts";
 import type { DaemonConfig } from "./config.ts";
 import { Controller } from "./controller.ts";
 import { type Server, startServer } from "./server.ts";
@@ -51,8 +56,18 @@ export interface DaemonParts {
   config: DaemonConfig;
   db: DatabaseSync;
   content: ContentStore;
+  /** The default worker's cache. */
   cache: CacheManager;
+  /** The default worker (the first of `workers`). */
   worker: OCIWorker;
+  /** Every worker, the default first; builds pick others by LLB constraints. */
+  workers: OCIWorker[];
+  /** Every worker's cache, in the order of `workers`. */
+  caches: CacheManager[];
+  /** The containerd worker, when it runs. */
+  containerd?: ContainerdWorker;
+  /** Registers an image the image exporter stored by name (in containerd, when it runs). */
+  onImageStored?: (name: string, image: ExportedImage, signal: AbortSignal) => Promise<void>;
   solver: Solver;
   registry: RegistryClient;
   /** docker-image sources; also unpacks imported cache layers (one chain-id table for both). */
@@ -91,77 +106,152 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
       info: (msg: string, f?: Record<string, unknown>) => log.info(msg, f),
       warn: (msg: string, f?: Record<string, unknown>) => log.warn(msg, f),
     };
-    const snapshotter = await openSnapshotter({
-      root: join(root, "snapshots"),
-      db,
-      driver: config.worker.oci.snapshotter,
-      log: quiet,
-    });
-    undo.push(() => snapshotter.close());
-    const gcPolicies = await resolveGcPolicies(config, root);
-    const cache = await CacheManager.open({
-      root: join(root, "cache"),
-      db,
-      snapshotter,
-      gcPolicies,
-      log: quiet,
-    });
-    undo.push(() => cache.close());
     const allowInsecure = config.insecureEntitlements.includes("security.insecure");
-    const executor = await RuncExecutor.open({ root: join(root, "executor"), allowInsecure });
-    undo.push(() => executor.close());
     const registry = new RegistryClient({ hosts: config.registry, store: content });
     undo.push(() => registry.close());
     const git = await GitFetcher.open(join(root, "git"));
     const http = new HttpFetcher({ store: content, db });
     await mkdir(join(root, "mnt"), { recursive: true });
-
-    const images = new ImageSource(registry, db);
-    const sources = new SourceRegistry()
-      .register("docker-image", images)
-      .register("oci-layout", new OCILayoutSource(images))
-      .register("git", new GitSource(git))
-      .register("http", new HttpSource(http))
-      .register("https", new HttpSource(http))
-      .register("local", new LocalSource());
+    // Each worker has sources of its own: the image source keeps its chain-id table of unpacked
+    // layers in the worker's database, beside the snapshots it names.
+    const registries: SourceRegistry[] = [];
+    const imagesByDb = new Map<DatabaseSync, ImageSource>();
+    const sourcesFor = (workerDb: DatabaseSync) => {
+      const images = new ImageSource(registry, workerDb);
+      imagesByDb.set(workerDb, images);
+      const r = new SourceRegistry()
+        .register("docker-image", images)
+        .register("oci-layout", new OCILayoutSource(images))
+        .register("git", new GitSource(git))
+        .register("http", new HttpSource(http))
+        .register("https", new HttpSource(http))
+        .register("local", new LocalSource());
+      registries.push(r);
+      return r;
+    };
     const platform = hostPlatform();
-    const worker = new OCIWorker({
-      id: `${hostname()}-oci`,
-      cache,
-      content,
-      executor,
-      sources,
-      mountRoot: join(root, "mnt"),
-      labels: {
-        "org.mobyproject.buildkit.worker.executor": "oci",
-        "org.mobyproject.buildkit.worker.snapshotter": snapshotter.driver,
-        "org.mobyproject.buildkit.worker.hostname": hostname(),
-        "org.mobyproject.buildkit.worker.network": config.worker.oci.networkMode,
-        "org.mobyproject.buildkit.worker.oci.process-mode": "sandbox",
-      },
-      platforms: [platform],
-      defaultNetwork: config.worker.oci.networkMode,
-      allowInsecure,
-      allowHostNetwork: true,
-    });
+    const workers: OCIWorker[] = [];
+    const gcByWorker = new Map<OCIWorker, { policies: GcPolicy[]; timer: boolean }>();
+
+    // containerd first: when it is unreachable, the fallback decides whether the runc worker runs.
+    let containerd: ContainerdWorker | undefined;
+    const ctdConfig = config.worker.containerd;
+    if (ctdConfig.enabled) {
+      const gcPolicies = await resolveGcPolicies(ctdConfig.gcpolicy, root);
+      try {
+        containerd = await openContainerdWorker({
+          id: `${hostname()}-containerd`,
+          address: ctdConfig.address,
+          namespace: ctdConfig.namespace,
+          snapshotter: ctdConfig.snapshotter,
+          root: join(root, "containerd", ctdConfig.namespace),
+          content,
+          sources: sourcesFor,
+          gcPolicies,
+          platforms: ctdConfig.platforms.length > 0 ? ctdConfig.platforms.map(parsePlatform) : [platform],
+          defaultNetwork: ctdConfig.networkMode,
+          runcRoot: ctdConfig.runcRoot,
+          allowInsecure,
+          allowHostNetwork: true,
+          log: quiet,
+        });
+        undo.push(() => containerd?.close());
+        gcByWorker.set(containerd.worker, { policies: gcPolicies, timer: ctdConfig.gc });
+      } catch (e) {
+        if (ctdConfig.fallback !== "oci") {
+          throw new Error(
+            `${(e as Error).message}; start containerd, correct worker.containerd.address, or set worker.containerd.fallback = "oci" to build with the runc worker when containerd is away`,
+            { cause: e },
+          );
+        }
+        log.warn(
+          "containerd is not reachable; running the runc (oci) worker instead (worker.containerd.fallback)",
+          {
+            address: ctdConfig.address,
+            error: (e as Error).message,
+          },
+        );
+      }
+    }
+    if (config.worker.oci.enabled || (ctdConfig.enabled && !containerd)) {
+      const snapshotter = await openSnapshotter({
+        root: join(root, "snapshots"),
+        db,
+        driver: config.worker.oci.snapshotter,
+        log: quiet,
+      });
+      undo.push(() => snapshotter.close());
+      const gcPolicies = await resolveGcPolicies(config.worker.oci.gcpolicy, root);
+      const cache = await CacheManager.open({
+        root: join(root, "cache"),
+        db,
+        snapshotter,
+        gcPolicies,
+        log: quiet,
+      });
+      undo.push(() => cache.close());
+      const executor = await RuncExecutor.open({ root: join(root, "executor"), allowInsecure });
+      undo.push(() => executor.close());
+      const oci = new OCIWorker({
+        id: `${hostname()}-oci`,
+        cache,
+        content,
+        executor,
+        sources: sourcesFor(db),
+        mountRoot: join(root, "mnt"),
+        labels: {
+          "org.mobyproject.buildkit.worker.executor": "oci",
+          "org.mobyproject.buildkit.worker.snapshotter": snapshotter.driver,
+          "org.mobyproject.buildkit.worker.hostname": hostname(),
+          "org.mobyproject.buildkit.worker.network": config.worker.oci.networkMode,
+          "org.mobyproject.buildkit.worker.oci.process-mode": "sandbox",
+        },
+        platforms:
+          config.worker.oci.platforms.length > 0
+            ? config.worker.oci.platforms.map(parsePlatform)
+            : [platform],
+        defaultNetwork: config.worker.oci.networkMode,
+        allowInsecure,
+        allowHostNetwork: true,
+      });
+      // The runc worker is the default when it runs, as BuildKit's oci worker is.
+      workers.push(oci);
+      gcByWorker.set(oci, { policies: gcPolicies, timer: config.worker.oci.gc });
+    }
+    if (containerd) workers.push(containerd.worker);
+    if (workers.length === 0) {
+      throw new Error("no worker is enabled: set worker.oci.enabled or worker.containerd.enabled to true");
+    }
+    const worker = workers[0]!;
+    const defaultImages = imagesByDb.get(containerd && worker === containerd.worker ? containerd.db : db)!;
+    const cache = worker.cache;
+    const caches = workers.map((w) => w.cache);
     const solver = new Solver({
-      worker,
+      worker: workers.length === 1 ? worker : new WorkerSet(workers),
       records: new CacheRecords(db),
-      maxParallelism: config.worker.oci.maxParallelism,
+      maxParallelism:
+        worker === containerd?.worker
+          ? (ctdConfig.maxParallelism ?? config.worker.oci.maxParallelism)
+          : config.worker.oci.maxParallelism,
     });
-    cache.onRemove((id) => solver.records.deleteRef(id));
+    for (const c of caches) c.onRemove((id) => solver.records.deleteRef(id));
     const sessions = new SessionManager();
     undo.push(() => sessions.closeAll("the daemon is shutting down"));
 
+    const ctdImages = containerd?.images;
     const parts: DaemonParts = {
       config,
       db,
       content,
       cache,
       worker,
+      workers,
+      caches,
+      containerd,
+      onImageStored: ctdImages ? (name, image, signal) => ctdImages.register(name, image, signal) : undefined,
       solver,
       registry,
-      images,
+      images: defaultImages,
       sessions,
       log,
     };
@@ -172,17 +262,18 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
       for (const [name, make] of Object.entries(p.frontends ?? {})) frontends.set(name, make(parts));
       for (const [name, make] of Object.entries(p.exporters ?? {})) exporters.set(name, make(parts));
       for (const [name, make] of Object.entries(p.cacheBackends ?? {})) cacheBackends.set(name, make(parts));
-      p.sources?.(parts, sources);
+      for (const r of registries) p.sources?.(parts, r);
     }
     const controller = new Controller({
       solver,
       worker,
       cache,
+      workers: workers.map((w) => ({ worker: w, cache: w.cache, gcPolicies: gcByWorker.get(w)!.policies })),
       sessions,
       frontends,
       exporters,
       cacheBackends,
-      gcPolicies,
+      gcPolicies: gcByWorker.get(worker)!.policies,
       log,
       allowedEntitlements: config.insecureEntitlements,
       version: VERSION,
@@ -195,12 +286,20 @@ export async function startDaemon(config: DaemonConfig, opts: { log?: Logger } =
       routes: (r) => r.service(Control, controller.service()),
       onError: (e: unknown) => log.warn("request failed", { error: e }),
     });
-    const stopGc = config.worker.oci.gc ? cache.startGcTimer(30 * 60_000) : () => {};
+    const gcTimers = workers
+      .filter((w) => gcByWorker.get(w)!.timer)
+      .map((w) => w.cache.startGcTimer(30 * 60_000));
+    const stopGc = () => {
+      for (const stop of gcTimers) stop();
+    };
     log.info("buildd started", {
       version: VERSION,
       root,
       addresses: server.listeners.map((l) => l.address),
-      snapshotter: snapshotter.driver,
+      workers: workers.map(
+        (w) =>
+          `${w.id} (${w.labels["org.mobyproject.buildkit.worker.executor"]}, ${w.labels["org.mobyproject.buildkit.worker.snapshotter"]})`,
+      ),
       platform: `${platform.os}/${platform.architecture}`,
     });
 
@@ -248,8 +347,10 @@ async function readTLS(t: {
 }
 
 /** The configured GC policies, or BuildKit's four defaults sized for the disk holding root. */
-async function resolveGcPolicies(config: DaemonConfig, root: string): Promise<GcPolicy[]> {
-  const configured = config.worker.oci.gcpolicy;
+async function resolveGcPolicies(
+  configured: GCPolicyConfig[] | undefined,
+  root: string,
+): Promise<GcPolicy[]> {
   if (configured && configured.length > 0) return configured;
   const { statfs } = await import("node:fs/promises");
   const st = await statfs(root);

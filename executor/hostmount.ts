@@ -2,6 +2,7 @@
 // reaches into) and finding what is still mounted, through mount(8)/umount(8): Node has no mount(2).
 import { lstat, readdir, readFile, rmdir, unlink } from "node:fs/promises";
 import { posix } from "node:path";
+import { MOUNT_DATA_MAX, mountAll as mountWithRelativePaths } from "../snapshot/mount.ts";
 import { mustRunTool, runTool } from "./command.ts";
 import { mountSyscall, SyscallError, umountSyscall } from "../util/syscalls.ts";
 import type { Mount } from "./types.ts";
@@ -150,6 +151,15 @@ function helperUnavailable(e: unknown): boolean {
 }
 
 /**
+ * Whether a mount's options exceed what mount(2) takes in one page: a deep overlay chain with long
+ * paths (containerd's snapshot dirs). Such a mount is made with paths relative to its layers'
+ * common dir (containerd does the same), and never handed to runc in a spec.
+ */
+export function tooLongForMount(m: Mount): boolean {
+  return m.type === "overlay" && m.options.join(",").length > MOUNT_DATA_MAX;
+}
+
+/**
  * Mounts a snapshot's mount list at `target`, in order (containerd's mount.All): usually one
  * overlay or one bind. On failure, what was already mounted is unmounted again.
  */
@@ -157,6 +167,10 @@ export async function mountAll(mounts: Mount[], target: string, what: string): P
   for (let i = 0; i < mounts.length; i++) {
     const m = mounts[i]!;
     try {
+      if (tooLongForMount(m)) {
+        await mountWithRelativePaths([m], target);
+        continue;
+      }
       try {
         await mountWithSyscalls(m, target);
       } catch (e) {

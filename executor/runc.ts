@@ -13,7 +13,14 @@ import { CGROUP_PARENT, cgroupParentDirs, listCgroups, removeCgroup } from "./cg
 import { runTool } from "./command.ts";
 import { hostDevices } from "./devices.ts";
 import { checkHostname, DEFAULT_HOSTNAME, hostsFile, resolvConf } from "./etcfiles.ts";
-import { mountAll, mountPointsUnder, readMountinfo, removeUnmountedTree, unmountAll } from "./hostmount.ts";
+import {
+  mountAll,
+  mountPointsUnder,
+  readMountinfo,
+  removeUnmountedTree,
+  tooLongForMount,
+  unmountAll,
+} from "./hostmount.ts";
 import { mkdirAllInRoot, resolveInRoot } from "./rootpath.ts";
 import {
   buildSpec,
@@ -26,6 +33,7 @@ import { findMountStubs, removeMountStubs } from "./stubs.ts";
 import type { ExecIO, ExecMount, ExecResult, Executor, Mount, ProcessSpec } from "./types.ts";
 import { resolveUser } from "./user.ts";
 import { OutputTail } from "./outputtail.ts";
+import type { ContainerRuntime } from "./runtime.ts";
 
 /** How the executor is set up; the daemon's config fills it in. */
 export interface RuncExecutorOptions {
@@ -37,6 +45,11 @@ export interface RuncExecutorOptions {
   allowInsecure?: boolean;
   /** The resolv.conf containers' /etc/resolv.conf is made from; defaults to /etc/resolv.conf. */
   dnsResolvConf?: string;
+  /**
+   * Runs the prepared containers instead of runc's CLI (the containerd worker: containerd's
+   * tasks). The bundle, rootfs, mounts and spec are made the same way either way.
+   */
+  runtime?: ContainerRuntime;
 }
 
 /** A process that ran and exited with a code outside `validExitCodes`, or could not be started. */
@@ -111,6 +124,7 @@ export class RuncExecutor implements Executor {
   readonly #cgroupParents: string[];
   readonly #capabilities: string[];
   readonly #nofile: number;
+  readonly #runtime: ContainerRuntime | undefined;
   readonly #active = new Map<string, ActiveRun>();
   #closed = false;
   readonly #onExit = () => this.#killAllSync();
@@ -123,6 +137,7 @@ export class RuncExecutor implements Executor {
     cgroupParents: string[];
     capabilities: string[];
     nofile: number;
+    runtime: ContainerRuntime | undefined;
   }) {
     this.#root = init.root;
     this.#runcRoot = posix.join(init.root, "runc");
@@ -135,6 +150,7 @@ export class RuncExecutor implements Executor {
     this.#cgroupParents = init.cgroupParents;
     this.#capabilities = init.capabilities;
     this.#nofile = init.nofile;
+    this.#runtime = init.runtime;
   }
 
   /**
@@ -169,6 +185,7 @@ export class RuncExecutor implements Executor {
         nofileHard === undefined || nofileHard === "unlimited"
           ? DEFAULT_NOFILE
           : Math.min(DEFAULT_NOFILE, Number(nofileHard)),
+      runtime: opts.runtime,
     });
     await executor.cleanup();
     for (const dir of [executor.#runcRoot, executor.#bundles, executor.#sockets]) {
@@ -245,7 +262,9 @@ export class RuncExecutor implements Executor {
   /** Undoes one run's setup, last step first, carrying on past failures; returns them. */
   async #teardown(id: string, undo: Undo[]): Promise<unknown[]> {
     const errors: unknown[] = [];
-    if (await exists(posix.join(this.#runcRoot, id))) {
+    if (this.#runtime) {
+      await this.#runtime.remove(id).catch((e) => errors.push(e));
+    } else if (await exists(posix.join(this.#runcRoot, id))) {
       // runc run itself was killed: the container and its state are still there.
       await runTool(this.#runc, ["--root", this.#runcRoot, "delete", "-f", id]).catch((e) => errors.push(e));
       await removeCgroup(this.#cgroupParents, this.#cgroupPrefix + id).catch((e) => errors.push(e));
@@ -337,7 +356,46 @@ export class RuncExecutor implements Executor {
     });
     await writeFile(posix.join(bundle, "config.json"), JSON.stringify(spec), { mode: 0o600 });
     signal.throwIfAborted();
+    if (this.#runtime) return await this.#runWithRuntime(this.#runtime, id, bundle, spec, proc, io, signal);
     return await this.#runContainer(id, bundle, proc, io, signal);
+  }
+
+  /** Runs the prepared bundle with the configured runtime; output, exit codes and errors as with runc. */
+  async #runWithRuntime(
+    runtime: ContainerRuntime,
+    id: string,
+    bundle: string,
+    spec: Record<string, unknown>,
+    proc: ProcessSpec,
+    io: ExecIO,
+    signal: AbortSignal,
+  ): Promise<ExecResult> {
+    const tail = new OutputTail();
+    let callbackError: unknown;
+    const forward = (sink: ((chunk: Buffer) => void) | undefined) => (chunk: Buffer) => {
+      tail.push(chunk);
+      if (sink === undefined || callbackError !== undefined) return;
+      try {
+        sink(chunk);
+      } catch (e) {
+        callbackError = e;
+      }
+    };
+    const exit = await runtime.run({
+      id,
+      bundle,
+      spec,
+      stdin: io.stdin,
+      stdout: forward(io.stdout),
+      stderr: forward(io.stderr),
+      signal,
+    });
+    if (signal.aborted) throw signal.reason;
+    if (callbackError !== undefined) throw callbackError;
+    if (exit.runtimeError === undefined && (proc.validExitCodes ?? [0]).includes(exit.exitCode)) {
+      return { exitCode: exit.exitCode };
+    }
+    throw new ExecError(proc.args, exit.exitCode, tail.lines(), exit.runtimeError);
   }
 
   /** The spec mounts for one ExecMount, setting up on the host what they need. */
@@ -351,7 +409,8 @@ export class RuncExecutor implements Executor {
     switch (m.type) {
       case "bind": {
         const selector = posix.join("/", m.selector ?? "/");
-        if (selector === "/") {
+        // runc cannot mount an overlay whose options exceed a page: such a source is mounted here.
+        if (selector === "/" && !m.mounts.some(tooLongForMount)) {
           return m.mounts.map((src) => ({
             destination: dest,
             type: src.type,
@@ -545,6 +604,7 @@ export class RuncExecutor implements Executor {
    * removes the bundles. `open()` calls it; call it only when no run is in progress.
    */
   async cleanup(): Promise<void> {
+    await this.#runtime?.cleanup();
     for (const id of await readdir(this.#runcRoot).catch(() => [])) {
       await runTool(this.#runc, ["--root", this.#runcRoot, "delete", "-f", id]);
     }

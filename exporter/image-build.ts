@@ -15,7 +15,7 @@ import {
 } from "../source/registry/index.ts";
 import type { Digest } from "../util/digest.ts";
 import type { VertexLog } from "../worker/vertex-log.ts";
-import { type LayerBlob, type LayerDeps, layerBlobs } from "./layers.ts";
+import { cacheOf, type LayerBlob, type LayerDeps, layerBlobs } from "./layers.ts";
 import { annotationsFor, type ImageOptions } from "./options.ts";
 import type { InlineCacheHook } from "./types.ts";
 
@@ -175,8 +175,9 @@ function layerDescriptor(l: LayerBlob, oci: boolean): Descriptor {
 /** When and by what each layer was made, from its cache record, for history entries the frontend did not write. */
 function layerHistory(ref: ImmutableRef, deps: LayerDeps): { createdAt?: number; description?: string }[] {
   return ref.layers().map((l) => {
-    if (!deps.cache.exists(l.key)) return {};
-    const info = deps.cache.row(l.key, "describing a layer");
+    const cache = cacheOf(deps, l.key);
+    if (!cache.exists(l.key)) return {};
+    const info = cache.row(l.key, "describing a layer");
     return { createdAt: info.createdAt, description: info.description };
   });
 }

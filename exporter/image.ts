@@ -23,6 +23,10 @@ export type ImageExporterDeps = {
   images: ImageStore;
   /** Where temporary mounts go (the daemon's mnt/ dir). */
   mountBase?: string;
+  /** Every worker's cache, when there are several (see LayerDeps). */
+  caches?: CacheManager[];
+  /** Called after an image is stored under `name` (the containerd worker registers it there too). */
+  onImageStored?: (name: string, image: BuiltImage, signal: AbortSignal) => Promise<void>;
 };
 
 /** Blobs of an export are held this long at most if the daemon dies before the lease is dropped. */
@@ -83,7 +87,12 @@ export class ImageExporter implements Exporter {
           names.push(`${r.domain}/${r.path}@${image.root.digest}`);
         }
       }
-      if (opts.store) for (const n of names) this.deps.images.put(n, image.root, blobDigests(image));
+      if (opts.store) {
+        for (const n of names) {
+          this.deps.images.put(n, image.root, blobDigests(image));
+          await this.deps.onImageStored?.(n, image, ctx.signal);
+        }
+      }
       if (opts.push) await this.push(image, opts, ctx);
       return imageResponse(image, names);
     });

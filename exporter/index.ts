@@ -26,6 +26,9 @@ export type ExporterHost = {
   content: ContentStore;
   cache: CacheManager;
   registry: RegistryClient;
+  /** Every worker's cache, when the daemon has several. */
+  caches?: CacheManager[];
+  onImageStored?: ImageExporterDeps["onImageStored"];
 };
 
 const stores = new WeakMap<DatabaseSync, ImageStore>();
@@ -49,6 +52,8 @@ export function imageExporterDeps(d: ExporterHost): ImageExporterDeps {
     registryHosts: d.config.registry,
     images: imageStoreOf(d),
     mountBase: join(d.config.root, "mnt"),
+    caches: d.caches,
+    onImageStored: d.onImageStored,
   };
 }
 

@@ -38,7 +38,18 @@ export type LayerOptions = {
 };
 
 /** What the layer code needs from the daemon. */
-export type LayerDeps = { cache: CacheManager; content: ContentStore; mountBase?: string };
+export type LayerDeps = {
+  cache: CacheManager;
+  content: ContentStore;
+  mountBase?: string;
+  /** Every worker's cache, when there are several: a layer is read from the one holding it. */
+  caches?: CacheManager[];
+};
+
+/** The cache holding layer `key`: the worker that made it. */
+export function cacheOf(deps: LayerDeps, key: string): CacheManager {
+  return deps.caches?.find((c) => c.exists(key)) ?? deps.cache;
+}
 
 /** Metadata the image source puts on pulled layers (worker/sources/image.ts LayerMeta). */
 type PulledLayer = { diffID: Digest; blob: Digest; mediaType: string; size: number };
@@ -77,9 +88,8 @@ async function layerBlob(
   ctx: { log: VertexLog; signal: AbortSignal },
   what: string,
 ): Promise<LayerBlob> {
-  const record = deps.cache.exists(layer.key)
-    ? deps.cache.get(layer.key, { noUpdateLastUsed: true })
-    : undefined;
+  const cache = cacheOf(deps, layer.key);
+  const record = cache.exists(layer.key) ? cache.get(layer.key, { noUpdateLastUsed: true }) : undefined;
   try {
     const pulled = record?.getMeta<PulledLayer>("layer");
     if (pulled && (await deps.content.has(pulled.blob))) {
@@ -166,7 +176,7 @@ async function* comparedTar(
   deps: LayerDeps,
   tarOpts: { clampMtime?: number; signal: AbortSignal },
 ): AsyncGenerator<Buffer> {
-  const sn = deps.cache.snapshotter;
+  const sn = cacheOf(deps, layer.upper).snapshotter;
   const upper = await sn.mounts(layer.upper);
   if (layer.lower === undefined) {
     yield* whileMounted(upper, deps.mountBase, (u) => diffLayerTar(undefined, u, tarOpts));

@@ -38,6 +38,11 @@ export interface OpOptions {
   progressGroup?: { id: string; name?: string; weak?: boolean };
   /** Platform of the op, for ops that carry one; defaults to the marshal platform. */
   platform?: PlatformSpec;
+  /**
+   * Worker filters the op must run on (containerd-style, ORed, e.g.
+   * `labels."org.mobyproject.buildkit.worker.executor"==containerd`); part of its digest.
+   */
+  workerConstraints?: string[];
 }
 
 export interface PlatformSpec {
@@ -78,7 +83,7 @@ export abstract class Vertex {
       op: body.op,
       inputs: this.inputs.map((o, i) => ({ digest: inputDigests[i]!, index: BigInt(o.index) })),
       platform: withPlatform ? toPbPlatform(this.options.platform ?? ctx.platform) : undefined,
-      constraints: {},
+      constraints: { filter: this.options.workerConstraints ?? [] },
     });
     const bytes = toBinary(OpSchema, op);
     const result = { digest: digestOf(bytes), bytes, metadata: this.metadata(caps) };

@@ -1,11 +1,15 @@
 // A whole worker stack in a temporary dir for tests: database, content store, snapshotter, cache
-// manager, runc executor, the OCI worker and a solver on top. Bases are made from real files
-// (a busybox rootfs) and reach LLB through a `test-ref://ID` source.
+// manager, executor, the OCI worker and a solver on top, of either kind: "oci" (local overlay
+// snapshots, runc) or "containerd" (a private containerd's snapshots and tasks, see
+// test/containerd.ts). Bases are made from real files (a busybox rootfs) and reach LLB through a
+// `test-ref://ID` source. `forEachWorker` declares a suite once per kind, so the same tests run
+// against both workers.
+import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import type { TestContext } from "node:test";
+import { after, describe, type TestContext } from "node:test";
 import { CacheManager } from "../cache/manager.ts";
 import type { ImmutableRef } from "../cache/types.ts";
 import { ContentStore } from "../content/store.ts";
@@ -21,6 +25,7 @@ import type { SnapshotterDriver } from "../snapshot/types.ts";
 import { CacheRecords } from "../solver/records.ts";
 import { type Job, Solver } from "../solver/solver.ts";
 import { makeBusyboxRootfs } from "../test/busybox.ts";
+import { startContainerd, type TestContainerd } from "../test/containerd.ts";
 import { digestOf } from "../util/digest.ts";
 import { RegistryClient } from "../source/registry/index.ts";
 import { GitFetcher } from "../source/git/index.ts";
@@ -32,11 +37,65 @@ import { LocalSource } from "./sources/local.ts";
 import { SourceRegistry } from "./sources/registry.ts";
 import type { WorkerRef } from "./types.ts";
 import { OCIWorker } from "./worker.ts";
+import { openContainerdWorker } from "./containerd/worker.ts";
 
 const quiet = { info: () => {}, warn: () => {} };
 
+/** Which worker a test stack is made of. */
+export type WorkerKind = "oci" | "containerd";
+
+/** Every kind, in the order suites run them. */
+export const WORKER_KINDS: readonly WorkerKind[] = ["oci", "containerd"];
+
+/** Options for a test worker. */
+export type TestWorkerOptions = {
+  kind?: WorkerKind;
+  driver?: SnapshotterDriver;
+  allowInsecure?: boolean;
+  root?: string;
+};
+
+let sharedContainerd: Promise<TestContainerd> | undefined;
+
+/**
+ * The containerd test workers of this process use (started on first use; each test worker has a
+ * namespace of its own). `stopTestContainerd` stops it; `forEachWorker` does that after its suite.
+ */
+export function testContainerd(): Promise<TestContainerd> {
+  sharedContainerd ??= startContainerd();
+  return sharedContainerd;
+}
+
+/** Stops the shared test containerd, if one was started. */
+export async function stopTestContainerd(): Promise<void> {
+  const c = sharedContainerd;
+  sharedContainerd = undefined;
+  if (c) await (await c.catch(() => undefined))?.stop();
+}
+
+/**
+ * Declares `suite` once per worker kind, each in a `describe` named after it; the suite's tests
+ * open their worker with `open(t, opts)`. The containerd suite stops its containerd afterwards.
+ */
+export function forEachWorker(
+  suite: (
+    open: (t: TestContext, opts?: Omit<TestWorkerOptions, "kind">) => Promise<TestWorker>,
+    kind: WorkerKind,
+  ) => void,
+): void {
+  for (const kind of WORKER_KINDS) {
+    describe(`${kind} worker`, () => {
+      if (kind === "containerd") after(() => stopTestContainerd());
+      suite((t, opts = {}) => openTestWorker(t, { ...opts, kind }), kind);
+    });
+  }
+}
+
 export interface TestWorker {
+  kind: WorkerKind;
   root: string;
+  /** Directories whose data no mount may show once a build is over (scratch mounts, snapshots). */
+  mountRoots: string[];
   worker: OCIWorker;
   solver: Solver;
   cache: CacheManager;
@@ -62,54 +121,84 @@ export interface BuildResult {
   read<T>(fn: (dir: string) => Promise<T>): Promise<T>;
 }
 
-export async function openTestWorker(
-  t: TestContext,
-  opts: { driver?: SnapshotterDriver; allowInsecure?: boolean; root?: string } = {},
-): Promise<TestWorker> {
+export async function openTestWorker(t: TestContext, opts: TestWorkerOptions = {}): Promise<TestWorker> {
+  const kind = opts.kind ?? "oci";
   const root = opts.root ?? (await mkdtemp(join(tmpdir(), "buildd-worker-")));
   const db = new DatabaseSync(join(root, "metadata.db"));
   db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
   const content = await ContentStore.open({ root: join(root, "content"), db });
-  const sn = await openSnapshotter({
-    root: join(root, "snapshots"),
-    db,
-    driver: opts.driver ?? "auto",
-    log: quiet,
-  });
-  const cache = await CacheManager.open({ root: join(root, "cache"), db, snapshotter: sn, log: quiet });
-  const executor = await RuncExecutor.open({
-    root: join(root, "executor"),
-    allowInsecure: opts.allowInsecure,
-  });
-  await mkdir(join(root, "mnt"), { recursive: true });
   const registry = new RegistryClient({ store: content });
   const git = await GitFetcher.open(join(root, "git"));
-  const http = new HttpFetcher({ store: content, db });
-  const sources = new SourceRegistry()
-    .register("docker-image", new ImageSource(registry, db))
-    .register("git", new GitSource(git))
-    .register("http", new HttpSource(http))
-    .register("https", new HttpSource(http))
-    .register("local", new LocalSource())
-    .register("test-ref", {
-      resolve: (w, v, src) => {
-        const id = src.identifier.slice("test-ref://".length);
-        return {
-          cacheMap: async () => ({ digest: digestOf(`test-ref:${id}`), deps: [] }),
-          exec: async () => [w.cache.get(id)],
-        };
-      },
+  const sourcesFor = (workerDb: DatabaseSync) => {
+    const http = new HttpFetcher({ store: content, db: workerDb });
+    return new SourceRegistry()
+      .register("docker-image", new ImageSource(registry, workerDb))
+      .register("git", new GitSource(git))
+      .register("http", new HttpSource(http))
+      .register("https", new HttpSource(http))
+      .register("local", new LocalSource())
+      .register("test-ref", {
+        resolve: (w, v, src) => {
+          const id = src.identifier.slice("test-ref://".length);
+          return {
+            cacheMap: async () => ({ digest: digestOf(`test-ref:${id}`), deps: [] }),
+            exec: async () => [w.cache.get(id)],
+          };
+        },
+      });
+  };
+  const closers: (() => Promise<void> | void)[] = [];
+  let worker: OCIWorker;
+  let mountRoots: string[];
+  if (kind === "containerd") {
+    const ctd = await testContainerd();
+    const cw = await openContainerdWorker({
+      id: "test-containerd",
+      address: ctd.address,
+      namespace: `test-${randomBytes(6).toString("hex")}`,
+      root: join(root, "containerd"),
+      content,
+      sources: sourcesFor,
+      runcRoot: ctd.runcRoot,
+      defaultNetwork: "none",
+      allowInsecure: opts.allowInsecure,
+      log: quiet,
     });
-  const worker = new OCIWorker({
-    id: "test",
-    cache,
-    content,
-    executor,
-    sources,
-    mountRoot: join(root, "mnt"),
-    allowInsecure: opts.allowInsecure,
-    defaultNetwork: "none",
-  });
+    closers.push(() => cw.close());
+    worker = cw.worker;
+    mountRoots = [cw.worker.mountRoot, join(ctd.dir, "root")];
+  } else {
+    const sn = await openSnapshotter({
+      root: join(root, "snapshots"),
+      db,
+      driver: opts.driver ?? "auto",
+      log: quiet,
+    });
+    const cache = await CacheManager.open({ root: join(root, "cache"), db, snapshotter: sn, log: quiet });
+    const executor = await RuncExecutor.open({
+      root: join(root, "executor"),
+      allowInsecure: opts.allowInsecure,
+    });
+    closers.push(
+      () => executor.close(),
+      () => cache.close(),
+      () => sn.close(),
+    );
+    await mkdir(join(root, "mnt"), { recursive: true });
+    worker = new OCIWorker({
+      id: "test",
+      cache,
+      content,
+      executor,
+      sources: sourcesFor(db),
+      mountRoot: join(root, "mnt"),
+      allowInsecure: opts.allowInsecure,
+      defaultNetwork: "none",
+    });
+    mountRoots = [join(root, "mnt"), join(root, "snapshots")];
+  }
+  const cache = worker.cache;
+  const sources = worker.sources;
   const solver = new Solver({ worker, records: new CacheRecords(db) });
   const held: WorkerRef[] = [];
   let bb: Promise<ImmutableRef> | undefined;
@@ -117,14 +206,16 @@ export async function openTestWorker(
 
   const refFrom = async (fill: (dir: string) => Promise<void>) => {
     const m = await cache.newMutable(undefined, { description: "test base" });
-    await withMounted(await m.mount(), fill, { base: join(root, "mnt") });
+    await withMounted(await m.mount(), fill, { base: worker.mountRoot });
     const ref = await m.commit();
     held.push(ref);
     return ref;
   };
 
   const tw: TestWorker = {
+    kind,
     root,
+    mountRoots,
     worker,
     solver,
     cache,
@@ -154,7 +245,7 @@ export async function openTestWorker(
             if (!ref) throw new Error("the build has an empty result");
             return ref
               .mount({ readonly: true })
-              .then((ms) => withMounted(ms, fn, { readonly: true, base: join(root, "mnt") }));
+              .then((ms) => withMounted(ms, fn, { readonly: true, base: worker.mountRoot }));
           },
         };
       } finally {
@@ -167,9 +258,7 @@ export async function openTestWorker(
       closed = true;
       for (const r of held.splice(0)) await r.release().catch(() => {});
       registry.close();
-      await executor.close();
-      await cache.close();
-      sn.close();
+      for (const c of closers) await c();
       db.close();
       if (!opts.root) await rm(root, { recursive: true, force: true });
     },
