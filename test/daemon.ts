@@ -154,14 +154,20 @@ export async function startTestDaemon(
 
 /** Unmounts everything below `dir`, deepest first (a killed daemon may leave mounts). */
 export async function unmountUnder(dir: string): Promise<void> {
-  const info = await readFile("/proc/self/mountinfo", "utf8");
-  const points = info
-    .split("\n")
-    .map((l) => l.split(" ")[4])
-    .filter((p): p is string => p !== undefined && (p === dir || p.startsWith(`${dir}/`)))
-    .map((p) => p.replace(/\\040/g, " "))
-    .sort((a, b) => b.length - a.length);
-  for (const p of points) {
+  for (const p of mountPointsUnder(dir, await readFile("/proc/self/mountinfo", "utf8"))) {
     await new Promise<void>((resolve) => execFile("umount", ["-l", p], () => resolve()));
   }
+}
+
+/** The mount points at or below `dir` in a mountinfo text, deepest first (the order to unmount). */
+export function mountPointsUnder(dir: string, mountinfo: string): string[] {
+  return mountinfo
+    .split("\n")
+    .map((l) => l.split(" ")[4])
+    .filter((p): p is string => p !== undefined)
+    .map((p) =>
+      p.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8))),
+    )
+    .filter((p) => p === dir || p.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
 }

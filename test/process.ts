@@ -11,12 +11,24 @@ import { setTimeout as sleep } from "node:timers/promises";
 const SETPRIV = "/usr/bin/setpriv";
 const liveChildren = new Set<ChildProcess>();
 const liveDirs = new Set<string>();
+const exitCleanups = new Set<() => void>();
 let exitHooksInstalled = false;
 
-/** Kills every child process group and removes every temp dir still registered; sync, for exit. */
+/**
+ * Kills every child process group, runs the fixtures' own exit cleanups and removes every temp
+ * dir still registered; sync, for exit.
+ */
 function cleanupNow(): void {
   for (const child of liveChildren) killGroup(child, "SIGKILL");
   liveChildren.clear();
+  for (const cleanup of exitCleanups) {
+    try {
+      cleanup();
+    } catch {
+      // One fixture's failure must not keep the others' dirs around.
+    }
+  }
+  exitCleanups.clear();
   for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
   liveDirs.clear();
 }
@@ -32,6 +44,17 @@ function installExitHooks(): void {
       process.kill(process.pid, signal);
     });
   }
+}
+
+/**
+ * Runs `cleanup` (synchronous) if the process exits or is interrupted while it is registered,
+ * after services are killed and before temp dirs are removed: a daemon that mounts things needs
+ * them unmounted before its dir can go. Returns the unregister function.
+ */
+export function onExitCleanup(cleanup: () => void): () => void {
+  installExitHooks();
+  exitCleanups.add(cleanup);
+  return () => exitCleanups.delete(cleanup);
 }
 
 /** Services run in their own process group (detached) so forked workers (git daemon) die too. */
