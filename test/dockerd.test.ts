@@ -100,3 +100,17 @@ test("dockerd's CLI calls fail with docker's own message", async (t) => {
     /docker image inspect no-such-image:1 failed: .*No such image/,
   );
 });
+
+test("the host's network is untouched: a docker0 bridge on the host survives a private dockerd", async (t) => {
+  // dockerd with --bridge=none deletes a docker0 it can see; a system dockerd's would go too.
+  const made = !existsSync("/sys/class/net/docker0");
+  if (made) await run("ip", ["link", "add", "docker0", "type", "bridge"]);
+  t.after(async () => {
+    if (made) await run("ip", ["link", "del", "docker0"]).catch(() => {});
+  });
+  const before = readdirSync("/sys/class/net").sort();
+  const dockerd = await startDockerd({ signal: t.signal });
+  await dockerd.docker(["info", "--format", "{{.ID}}"]);
+  await dockerd.stop();
+  assert.deepEqual(readdirSync("/sys/class/net").sort(), before);
+});

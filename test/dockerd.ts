@@ -99,9 +99,14 @@ export async function startDockerd(opts: { signal?: AbortSignal } = {}): Promise
       join(dir, "daemon.json"),
       JSON.stringify({ "deprecated-key-path": join(dir, "key.json") }),
     );
+    // In a network namespace of its own: with --bridge=none, dockerd deletes any docker0 bridge it
+    // finds at start, and the host's (a system dockerd's) must not be it.
     dockerd = await spawnService(
-      DOCKERD_BIN,
+      "unshare",
       [
+        "--net",
+        "--",
+        DOCKERD_BIN,
         "--config-file",
         join(dir, "daemon.json"),
         "--data-root",
