@@ -8,6 +8,7 @@ import { CacheError } from "../../cache/types.ts";
 import type { SourceOp } from "../../proto/gen/pb/ops_pb.ts";
 import type { Descriptor, RegistryClient, ResolvedImage } from "../../source/registry/index.ts";
 import { type Digest, digestOf } from "../../util/digest.ts";
+import { Semaphore } from "../../util/semaphore.ts";
 import type { CacheMap, OpContext, OpSolver, VertexOp, WorkerRef } from "../types.ts";
 import type { VertexLog } from "../vertex-log.ts";
 import type { OCIWorker } from "../worker.ts";
@@ -33,6 +34,9 @@ export type UnpackOptions = {
   signal: AbortSignal;
   log: Pick<VertexLog, "status" | "warn">;
 };
+
+/** Blob downloads of one chain at once (docker's max-concurrent-downloads default). */
+const PARALLEL_DOWNLOADS = 3;
 
 export class ImageSource implements SourceHandler {
   readonly registry: RegistryClient;
@@ -106,12 +110,29 @@ export class ImageSource implements SourceHandler {
    * cache imports share it, so a layer both know is unpacked once.
    */
   async unpackChain(w: OCIWorker, layers: ChainLayer[], how: UnpackOptions): Promise<ImmutableRef> {
+    const chains: string[] = [];
+    for (const layer of layers) {
+      const below = chains.at(-1);
+      chains.push(below === undefined ? layer.diffID : digestOf(`${below} ${layer.diffID}`));
+    }
+    // Layers unpack one after another (each onto its parent), but their blobs need not wait:
+    // the ones this worker lacks download a few at a time while the layers below unpack.
+    const downloads = new Map<string, Promise<unknown>>();
+    const limit = new Semaphore(PARALLEL_DOWNLOADS);
+    layers.forEach((layer, i) => {
+      if (this.knownLayer(w, chains[i]!) !== undefined || downloads.has(layer.desc.digest)) return;
+      const p = limit.run(() => this.download(layer.desc, how), how.signal);
+      p.catch(() => {}); // awaited (and reported) by the layer's unpack, if it gets that far
+      downloads.set(layer.desc.digest, p);
+    });
+    const fetching: UnpackOptions = {
+      ...how,
+      fetch: (desc) => downloads.get(desc.digest) ?? this.download(desc, how),
+    };
     let parent: ImmutableRef | undefined;
-    let chain = "";
     try {
-      for (const layer of layers) {
-        chain = chain === "" ? layer.diffID : digestOf(`${chain} ${layer.diffID}`);
-        const id = await this.layerRef(w, layer, chain, parent, how);
+      for (const [i, layer] of layers.entries()) {
+        const id = await this.layerRef(w, layer, chains[i]!, parent, fetching);
         const next = w.cache.get(id);
         await parent?.release();
         parent = next;
@@ -127,6 +148,29 @@ export class ImageSource implements SourceHandler {
     return parent;
   }
 
+  /** The ref of an unpacked layer at `chain`, if this worker still has it. */
+  private knownLayer(w: OCIWorker, chain: string): string | undefined {
+    const known = this.getLayer.get(chain) as { ref_id: string } | undefined;
+    return known && w.cache.exists(known.ref_id) ? known.ref_id : undefined;
+  }
+
+  /** Fetches a layer blob into the content store, reporting its bytes as a status. */
+  private async download(layer: Descriptor, how: UnpackOptions): Promise<void> {
+    const short = layer.digest.slice(0, 19);
+    const started = Date.now();
+    await how.fetch(layer, (current, total) =>
+      how.log.status({ id: layer.digest, name: short, current, total, started }),
+    );
+    how.log.status({
+      id: layer.digest,
+      name: short,
+      current: layer.size,
+      total: layer.size,
+      started,
+      completed: Date.now(),
+    });
+  }
+
   /** The ref id of the layer at `chain`, unpacking it unless a ref for that chain exists. */
   private layerRef(
     w: OCIWorker,
@@ -135,8 +179,8 @@ export class ImageSource implements SourceHandler {
     parent: ImmutableRef | undefined,
     how: UnpackOptions,
   ): Promise<string> {
-    const known = this.getLayer.get(chain) as { ref_id: string } | undefined;
-    if (known && w.cache.exists(known.ref_id)) return Promise.resolve(known.ref_id);
+    const known = this.knownLayer(w, chain);
+    if (known !== undefined) return Promise.resolve(known);
     let p = this.unpacking.get(chain);
     if (!p) {
       p = this.unpack(w, layer, chain, parent, how);
@@ -153,20 +197,7 @@ export class ImageSource implements SourceHandler {
     parent: ImmutableRef | undefined,
     how: UnpackOptions,
   ): Promise<string> {
-    const short = layer.digest.slice(0, 19);
-    const statusId = layer.digest;
-    const started = Date.now();
-    await how.fetch(layer, (current, total) =>
-      how.log.status({ id: statusId, name: `${short}`, current, total, started }),
-    );
-    how.log.status({
-      id: statusId,
-      name: short,
-      current: layer.size,
-      total: layer.size,
-      started,
-      completed: Date.now(),
-    });
+    await how.fetch(layer, () => {});
     const name = `layer ${layer.digest} of ${how.what}`;
     const m = await w.cache.newMutable(parent, { description: `pulled from ${how.what}` });
     try {
