@@ -1,11 +1,17 @@
 // A byte stream carried by a stream of BytesMessages: the session's HTTP/2 connection travels
 // inside Control.Session this way, on both ends. Backpressure crosses in both directions:
-// incoming messages are pulled only as fast as the socket is read, and a write completes only
-// when the outgoing message has been taken by the RPC.
+// incoming messages are pulled only as fast as the socket is read, and once a few MiB wait for
+// the RPC, a write completes only when its message has been taken.
 import { Duplex } from "node:stream";
 
 /** The largest message sent; grpc-go peers refuse messages above 4 MiB by default. */
 const MAX_MESSAGE_BYTES = 1 << 20;
+/**
+ * Bytes that may wait for the RPC while writes still complete at once. node:http2 sends nothing
+ * more until its last write completes, so completing each write only when the RPC took it made
+ * every inner message wait for a full trip through the outer stream (a stall per file).
+ */
+const QUEUED_BYTES = 4 << 20;
 
 /** A socket-like Duplex plus the messages it writes, to be sent on the RPC. */
 export interface MessageChannel {
@@ -23,6 +29,7 @@ export interface MessageChannel {
 export function messageChannel(): MessageChannel {
   // Writes waiting to be taken by `outgoing`, each with the callback that completes it.
   const pending: { data: Uint8Array; done: (err?: Error | null) => void }[] = [];
+  let queuedBytes = 0;
   let ended = false;
   let wakeReader: (() => void) | undefined;
   let wakePump: (() => void) | undefined;
@@ -45,14 +52,17 @@ export function messageChannel(): MessageChannel {
         chunks.length === 1
           ? (chunks[0]!.chunk as Buffer)
           : Buffer.concat(chunks.map((c) => c.chunk as Buffer));
+      queuedBytes += joined.length;
+      const waitForRpc = queuedBytes > QUEUED_BYTES;
       for (let off = 0; off < joined.length; off += MAX_MESSAGE_BYTES) {
         const last = off + MAX_MESSAGE_BYTES >= joined.length;
         pending.push({
           data: joined.subarray(off, off + MAX_MESSAGE_BYTES),
-          done: last ? callback : () => {},
+          done: last && waitForRpc ? callback : () => {},
         });
       }
       wake();
+      if (!waitForRpc) callback();
     },
     final(callback) {
       ended = true;
@@ -77,6 +87,7 @@ export function messageChannel(): MessageChannel {
       for (;;) {
         const next = pending.shift();
         if (next) {
+          queuedBytes -= next.data.length;
           yield { data: next.data };
           // Taken by the RPC (connect awaits the previous write before pulling again).
           next.done();
