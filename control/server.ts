@@ -59,6 +59,11 @@ export interface Server {
 const STREAM_WINDOW = 1 << 20;
 const CONNECTION_WINDOW = 16 << 20;
 const SESSION_MEMORY_MB = 64;
+/**
+ * Lets clients send large DATA frames (Node honours it; grpc-go keeps 16 KiB): a session tunnel
+ * message of 1 MiB then arrives in one piece instead of 64, each a buffer and a decoder step.
+ */
+const MAX_FRAME = (1 << 20) - 1;
 
 /** Starts listening on every address, or on none: a failure closes what was already opened. */
 export async function startServer(opts: StartServerOptions): Promise<Server> {
@@ -97,7 +102,7 @@ export async function startServer(opts: StartServerOptions): Promise<Server> {
     server.on("tlsClientError", (err) => onError(err, "tls handshake"));
     server.on("request", handler);
   };
-  const settings = { initialWindowSize: STREAM_WINDOW };
+  const settings = { initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME };
 
   try {
     for (const addr of parsed) {
