@@ -91,7 +91,11 @@ export async function startServer(opts: StartServerOptions): Promise<Server> {
       }
       sessions.add(session);
       session.on("close", () => sessions.delete(session));
-      session.on("error", (err) => onError(err, "http2 session"));
+      session.on("error", (err: Error & { code?: string }) => {
+        // A client that hangs up with CANCEL (buildctl does, once its build is over) is no fault.
+        if (err.code === "ERR_HTTP2_SESSION_ERROR" && /error code 8$/.test(err.message)) return;
+        onError(err, "http2 session");
+      });
       session.setLocalWindowSize(CONNECTION_WINDOW);
     });
     server.on("stream", (stream: http2.ServerHttp2Stream) => {
