@@ -41,6 +41,19 @@ export class FileHashCache {
 
 const shared = new FileHashCache();
 
+/**
+ * Records the content hash of a file whose bytes someone already hashed (a synced context's
+ * files, copied into a snapshot): the steps that read the snapshot then stat it, not read it.
+ */
+export function rememberFileHash(st: BigIntStats, d: Digest): void {
+  shared.set(st, d);
+}
+
+/** The content hash known for a file, if any (for tests). */
+export function knownFileHash(st: BigIntStats): Digest | undefined {
+  return shared.get(st);
+}
+
 /** The sha256 of a file's bytes. */
 export async function hashFile(
   path: string,

@@ -1,11 +1,12 @@
 // local:// sources end to end: a client session sharing a directory over a real unix socket, the
 // daemon's SessionManager, and the real worker and solver (runc, snapshots) building from it.
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { lstat, mkdir, mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { knownFileHash } from "../../cache/contenthash/checksum.ts";
 import { copy, local } from "../../llb/index.ts";
 import type { SolveStatus } from "../../progress/types.ts";
 import { fileSyncRoutes } from "../../session/filesync/send.ts";
@@ -103,6 +104,20 @@ forEachWorker((open) => {
     assert.notEqual(c.ref?.id, a.ref?.id);
     await c.read(async (dir) => assert.equal(await readFile(join(dir, "f"), "utf8"), "other\n"));
     await a.read(async (dir) => assert.equal(await readFile(join(dir, "f"), "utf8"), "content\n"));
+  });
+
+  test("a synced file's hash carries over to the snapshot, so a COPY's checksum need not read it", async (t) => {
+    const w = await open(t);
+    const d = await startSessionDaemon(t);
+    const src = await tempDir(t);
+    const content = randomBytes(4096);
+    await writeFile(join(src, "f"), content);
+    const { caller } = await d.open(fileSyncRoutes({ ctx: src }), { sharedKey: "hashes" });
+    const r = await w.build(local("ctx"), { session: access(caller), noCache: true });
+    await r.read(async (dir) => {
+      const st = await lstat(join(dir, "f"), { bigint: true });
+      assert.equal(knownFileHash(st), `sha256:${createHash("sha256").update(content).digest("hex")}`);
+    });
   });
 
   test("a client that disconnects mid-sync fails the build clearly; the next build recovers", async (t) => {

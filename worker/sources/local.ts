@@ -4,7 +4,9 @@
 // The result is an immutable snapshot copied from that persistent copy (reused while the content
 // is the same), because the copy itself changes with the next sync.
 import type { MutableRef } from "../../cache/types.ts";
+import { rememberFileHash } from "../../cache/contenthash/checksum.ts";
 import { copy } from "../../fsutil/copy.ts";
+import { walk } from "../../fsutil/walk.ts";
 import type { SourceOp } from "../../proto/gen/pb/ops_pb.ts";
 import { syncDir, type SyncManifest } from "../../session/filesync/receive.ts";
 import type { SessionCaller } from "../../session/manager.ts";
@@ -127,9 +129,11 @@ export class LocalSource implements SourceHandler {
             );
           }
         }
-        const out = await snapshotFromDir(w, { description: `local://${spec.name}` }, (dst) =>
-          copy(dir, "/", dst, "/", { dirCopyContents: true, signal: ctx.signal }),
-        );
+        const manifest = ref.getMeta<SyncManifest>(MANIFEST_META);
+        const out = await snapshotFromDir(w, { description: `local://${spec.name}` }, async (dst) => {
+          await copy(dir, "/", dst, "/", { dirCopyContents: true, signal: ctx.signal });
+          if (manifest) await rememberSyncedHashes(dst, manifest, ctx.signal);
+        });
         ref.setMeta(LAST_REF_META, { checksum: s.checksum, id: out.id });
         return out;
       }),
@@ -174,6 +178,32 @@ export class LocalSource implements SourceHandler {
       if (this.locks.get(key) === queued) this.locks.delete(key);
     }
   }
+}
+
+/**
+ * The sync hashed every file as it arrived; the snapshot's copies get those hashes, so the first
+ * step to read the context (a COPY's content checksum) does not read 200 MB again. A file counts
+ * as the one synced only when its size and mtime are the ones the sync recorded (the copy was
+ * made from the synced dir just now, under the lock; this only guards against surprises).
+ */
+async function rememberSyncedHashes(dir: string, manifest: SyncManifest, signal: AbortSignal): Promise<void> {
+  const synced = new Map<string, { size: number; mtimeNs: string; digest: string }>();
+  for (const [path, kind, , , , size, mtimeNs, , , , digest] of manifest.entries) {
+    if (kind === "file" && digest.startsWith("sha256:")) synced.set(path, { size, mtimeNs, digest });
+  }
+  for await (const e of walk(dir, { signal })) {
+    if (!e.stat.isFile()) continue;
+    const s = synced.get(e.path);
+    if (s && BigInt(s.size) === e.stat.size && nearlySameTime(BigInt(s.mtimeNs), e.stat.mtimeNs)) {
+      rememberFileHash(e.stat, s.digest as Digest);
+    }
+  }
+}
+
+/** Times set through utimes(2) as seconds in a double come back up to a few hundred ns off. */
+function nearlySameTime(a: bigint, b: bigint): boolean {
+  const d = a - b;
+  return d < 1000n && d > -1000n;
 }
 
 /** The session a local source syncs from: the build's own, or the one its `local.session` names. */
