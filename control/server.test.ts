@@ -1,7 +1,7 @@
 // The daemon's listeners over real sockets: typed calls, grpc-go-compatible answers to unknown
 // methods, socket-file safety, graceful shutdown and mutual TLS.
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import * as net from "node:net";

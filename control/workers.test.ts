@@ -77,6 +77,7 @@ describe("a worker set of the runc and the containerd worker", () => {
     assert.equal(copies.length, 1, "the busybox input was copied into the containerd worker once");
 
     const b = await solve(base.run({ shell: "echo default > /where2", workerConstraints: onCtd }).root());
+    assert.equal(await read(ctd, b, "where2"), "default\n");
     assert.equal(
       (await ctd.cache.du()).filter((u) => u.description.startsWith("copy of")).length,
       1,

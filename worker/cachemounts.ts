@@ -64,7 +64,13 @@ export class CacheMounts {
         await this.drop(key, a);
         throw e;
       }
-      return { mounts: bindOf(a.dir), release: async () => (done(), this.drop(key, a)) };
+      return {
+        mounts: bindOf(a.dir),
+        release: async () => {
+          done();
+          await this.drop(key, a);
+        },
+      };
     }
     return { mounts: bindOf(a.dir), release: () => this.drop(key, a) };
   }

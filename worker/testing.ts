@@ -138,7 +138,7 @@ export async function openTestWorker(t: TestContext, opts: TestWorkerOptions = {
       .register("https", new HttpSource(http))
       .register("local", new LocalSource())
       .register("test-ref", {
-        resolve: (w, v, src) => {
+        resolve: (w, _v, src) => {
           const id = src.identifier.slice("test-ref://".length);
           return {
             cacheMap: async () => ({ digest: digestOf(`test-ref:${id}`), deps: [] }),

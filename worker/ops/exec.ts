@@ -7,7 +7,6 @@ import {
   type Mount as PbMount,
   MountType,
   NetMode,
-  OpSchema,
   SecurityMode,
 } from "../../proto/gen/pb/ops_pb.ts";
 import type { ImmutableRef, MutableRef } from "../../cache/types.ts";

@@ -16,7 +16,7 @@ export class GitSource implements SourceHandler {
     this.git = git;
   }
 
-  resolve(w: OCIWorker, v: VertexOp, src: SourceOp): OpSolver {
+  resolve(w: OCIWorker, _v: VertexOp, src: SourceOp): OpSolver {
     const id = parseGitIdentifier(src.identifier, src.attrs);
     const overSsh = !/^(https?|git):\/\//.test(id.remote);
     let commitP: Promise<{ commit: string; auth: Awaited<ReturnType<typeof resolveGitAuth>> }> | undefined;
