@@ -42,7 +42,14 @@ type Phase = (typeof PHASES)[number];
 const TOOLS = ["docker", "buildd"] as const;
 type Tool = (typeof TOOLS)[number];
 
-type Traffic = { appIn: number; appOut: number; appBlobGets: number; baseOut: number; other: number };
+type Traffic = {
+  appIn: number;
+  appOut: number;
+  appRequests: number;
+  appBlobGets: number;
+  baseOut: number;
+  other: number;
+};
 type Measure = { seconds: number; traffic: Traffic };
 type RunResult = Record<Tool, Record<Phase, Measure>>;
 
@@ -80,11 +87,12 @@ async function docker(what: string, args: string[]): Promise<Output> {
 
 /** Registry traffic since the last call, split by repository. */
 function takeTraffic(registry: Registry, appRepo: string): Traffic {
-  const t: Traffic = { appIn: 0, appOut: 0, appBlobGets: 0, baseOut: 0, other: 0 };
+  const t: Traffic = { appIn: 0, appOut: 0, appRequests: 0, appBlobGets: 0, baseOut: 0, other: 0 };
   for (const [path, st] of Object.entries(registry.stats())) {
     if (path.startsWith(`/v2/${appRepo}/`)) {
       t.appIn += st.bytesIn;
       t.appOut += st.bytesOut;
+      t.appRequests += st.requests;
       if (path.includes("/blobs/sha256:")) t.appBlobGets += st.methods.GET ?? 0;
     } else if (path.startsWith("/v2/busybox/")) t.baseOut += st.bytesOut;
     else t.other += st.bytesIn + st.bytesOut;
@@ -139,7 +147,7 @@ async function dockerRun(
   const layersA = await dockerLayers(app);
   await docker("prune", ["builder", "prune", "-af"]);
   await docker("rmi", ["rmi", app]);
-  // BuildKit in dockerd 20.10 pulls a base without tagging it; the prune above dropped its layers.
+  // Not checked: BuildKit in dockerd may pull a base without tagging it (the prune freed its layers).
   await exec(DOCKER, ["rmi", base]);
   let progress = "";
   m["B cold"] = await timed(registry, appRepo, async () => {
@@ -226,7 +234,9 @@ const median = (xs: number[]) => {
 };
 
 function describeTraffic(t: Traffic): string {
-  const parts = [`app ↑${mib(t.appIn)} ↓${mib(t.appOut)} MiB (${t.appBlobGets} blob GETs)`];
+  const parts = [
+    `app ↑${mib(t.appIn)} ↓${mib(t.appOut)} MiB (${t.appRequests} requests, ${t.appBlobGets} blob GETs)`,
+  ];
   if (t.baseOut) parts.push(`base ↓${mib(t.baseOut)} MiB`);
   if (t.other) parts.push(`other ${t.other} B`);
   return parts.join(", ");
