@@ -36,6 +36,9 @@ import {
   readIngestRecord,
 } from "./writer.ts";
 
+/** Downloaded bytes are written to the ingest in batches of about this size. */
+const WRITE_BATCH_BYTES = 1 << 20;
+
 /** What the store knows about one blob; times are milliseconds since the epoch. */
 export type ContentInfo = { digest: Digest; size: number; createdAt: number; labels: Labels };
 
@@ -626,7 +629,29 @@ export class ContentStore {
           }
           body = source.body;
         }
-        for await (const chunk of body) await w.write(chunk);
+        // HTTP bodies arrive in pieces of 16–64 KiB; one write per piece made the thread pool's
+        // per-call cost the bottleneck of a pull.
+        let pending: Uint8Array[] = [];
+        let pendingBytes = 0;
+        const flush = async () => {
+          if (pendingBytes === 0) return;
+          const batch = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+          pending = [];
+          pendingBytes = 0;
+          await w.write(batch);
+        };
+        try {
+          for await (const chunk of body) {
+            pending.push(chunk);
+            pendingBytes += chunk.byteLength;
+            if (pendingBytes >= WRITE_BATCH_BYTES) await flush();
+          }
+        } catch (e) {
+          // What arrived before the body broke off is kept for the resume, as it was unbatched.
+          await flush().catch(() => {});
+          throw e;
+        }
+        await flush();
       }
       return await w.commit({ labels });
     } finally {

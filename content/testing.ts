@@ -27,7 +27,9 @@ export async function tempContentStore(
   const dbs: DatabaseSync[] = [];
   t.after(async () => {
     for (const db of dbs) if (db.isOpen) db.close();
-    await rm(dir, { recursive: true, force: true });
+    // An aborted download may still be writing its last bytes into its ingest (kept for the
+    // resume) when the test ends: retry what it refills.
+    await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 20 });
   });
   const reopen = async () => {
     const db = new DatabaseSync(dbPath);
