@@ -10,6 +10,7 @@ import { tempBusyboxRootfs } from "../test/busybox.ts";
 import { mustRunTool } from "../executor/command.ts";
 import { RuncExecutor } from "../executor/runc.ts";
 import type { Mount, ProcessSpec } from "../executor/types.ts";
+import { median } from "./common.ts";
 
 const runs = Number(process.argv[2] ?? 30);
 const warmup = 3;
@@ -41,7 +42,6 @@ async function timeAll(
   return times;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 const rootfs = await tempBusyboxRootfs();

@@ -23,6 +23,7 @@ import { buildLayer, type Layer, type LayerEntry } from "../test/oci-layer.ts";
 import { pushImage } from "../test/oci-push.ts";
 import { startRegistry } from "../test/registry.ts";
 import { openTestWorker } from "../worker/testing.ts";
+import { median, seededRandom } from "./common.ts";
 
 const run = promisify(execFile);
 
@@ -59,11 +60,7 @@ function layerEntries(n: number, pool: Buffer, next: () => number): LayerEntry[]
 async function makeLayers(): Promise<Layer[]> {
   const avg = (MB * 1024 * 1024) / FILES;
   const pool = Buffer.from(randomBytes(Math.ceil(avg) + 2048).toString("hex"));
-  let seed = 42;
-  const next = () => {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    return seed / 0x7fffffff;
-  };
+  const next = seededRandom();
   const layers: Layer[] = [];
   for (let n = 0; n < LAYERS; n++) layers.push(await buildLayer(layerEntries(n, pool, next)));
   return layers;
@@ -117,7 +114,6 @@ async function pullWithSkopeoUmoci(host: string, ref: string) {
   }
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const sec = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 const registry = await startRegistry();

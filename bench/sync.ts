@@ -6,7 +6,6 @@
 // The client side runs in its own process, as buildctl does; the daemon side (SessionManager, the
 // unix socket server, syncDir) in this one. `dir` (default the OS temp dir) picks the filesystem.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -15,41 +14,12 @@ import { startServer } from "../control/server.ts";
 import { Control } from "../proto/gen/moby/buildkit/v1/control_pb.ts";
 import { SessionManager } from "../session/manager.ts";
 import { type SyncResult, syncDir } from "../session/filesync/receive.ts";
+import { generateTree, summary, timed } from "./common.ts";
 
 const parent = process.argv[2] || tmpdir();
 const files = Number(process.argv[3] ?? 5000);
 const totalMB = Number(process.argv[4] ?? 200);
 const runs = Number(process.argv[5] ?? 5);
-
-async function generate(root: string): Promise<void> {
-  const avg = (totalMB * 1024 * 1024) / files;
-  // Random bytes: source trees compress, but a context with binaries does not; measure the worst.
-  const pool = randomBytes(Math.ceil(avg * 2) + 4096);
-  let seed = 42;
-  const next = () => {
-    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-    return seed / 0x7fffffff;
-  };
-  const perDir = 100;
-  for (let i = 0; i < files; i++) {
-    const dir = join(root, `d${Math.floor(i / perDir) % 10}`, `sub${Math.floor(i / perDir)}`);
-    if (i % perDir === 0) await mkdir(dir, { recursive: true });
-    const size = Math.floor(next() * avg * 2);
-    const off = Math.floor(next() * 4096);
-    await writeFile(join(dir, `file${i}.bin`), pool.subarray(off, off + size));
-  }
-}
-
-async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
-  const t0 = performance.now();
-  const value = await fn();
-  return { ms: performance.now() - t0, value };
-}
-
-function summary(times: number[]): { best: number; median: number } {
-  const sorted = [...times].sort((a, b) => a - b);
-  return { best: sorted[0]!, median: sorted[Math.floor(sorted.length / 2)]! };
-}
 
 /** A client in its own process sharing `dir` as "ctx"; resolves with its session id. */
 async function startClient(
@@ -98,7 +68,7 @@ try {
   const dst = join(base, "dst");
   await mkdir(src);
   console.log(`generating ${files} files, ~${totalMB} MB in ${src}`);
-  await generate(src);
+  await generateTree(src, files, totalMB);
   execFileSync("sync");
   const du = execFileSync("du", ["-sm", src], { encoding: "utf8" }).split("\t")[0];
   console.log(`tree is ${du} MB; threadpool ${process.env.UV_THREADPOOL_SIZE ?? "4 (default)"}`);
