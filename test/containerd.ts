@@ -13,7 +13,7 @@ import { readdir, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { type Service, spawnService, stopWhenAborted, tempDir } from "./process.ts";
+import { onExitCleanup, type Service, spawnService, stopWhenAborted, tempDir } from "./process.ts";
 import { unmountUnder } from "./daemon.ts";
 
 const run = promisify(execFile);
@@ -116,14 +116,13 @@ export async function startContainerd(opts: { signal?: AbortSignal } = {}): Prom
       await s.stop();
     }
   };
-  // If the test process dies without stop(), its exit hooks kill containerd and remove the dir;
-  // the shims (and the containers under them) would outlive it: kill them synchronously.
-  const onExit = () => killShimsSync(address);
-  process.on("exit", onExit);
+  // If the test process exits or is interrupted without stop(), its exit hooks kill containerd and
+  // remove the dir; the shims (and the containers under them) would outlive it: kill them first.
+  const forgetExitCleanup = onExitCleanup(() => killShimsSync(address));
   let stopped: Promise<void> | undefined;
   const stop = () => {
     stopped ??= (async () => {
-      process.off("exit", onExit);
+      forgetExitCleanup();
       await stopDaemon();
       await removeContainers(runcRoot);
       killShimsSync(address);
