@@ -493,7 +493,7 @@ function nsToSeconds(ns: bigint): number {
 }
 
 /** The previous manifest by path; anything malformed is ignored (everything is then transferred again). */
-function readManifest(m: SyncManifest | undefined): Map<string, PreviousEntry> {
+export function readManifest(m: SyncManifest | undefined): Map<string, PreviousEntry> {
   const out = new Map<string, PreviousEntry>();
   if (m?.version !== 1 || !Array.isArray(m.entries)) return out;
   for (const row of m.entries) {

@@ -21,6 +21,7 @@ import {
 } from "./wire.ts";
 
 export type { SyncManifest } from "./mirror.ts";
+export { readManifest } from "./mirror.ts";
 
 type PacketInit = MessageInitShape<typeof PacketSchema>;
 

@@ -8,7 +8,7 @@ import { rememberFileHash } from "../../cache/contenthash/checksum.ts";
 import { copy } from "../../fsutil/copy.ts";
 import { walk } from "../../fsutil/walk.ts";
 import type { SourceOp } from "../../proto/gen/pb/ops_pb.ts";
-import { syncDir, type SyncManifest } from "../../session/filesync/receive.ts";
+import { readManifest, syncDir, type SyncManifest } from "../../session/filesync/receive.ts";
 import type { SessionCaller } from "../../session/manager.ts";
 import { withMounted } from "../../snapshot/index.ts";
 import { type Digest, digestOf } from "../../util/digest.ts";
@@ -187,14 +187,16 @@ export class LocalSource implements SourceHandler {
  * made from the synced dir just now, under the lock; this only guards against surprises).
  */
 async function rememberSyncedHashes(dir: string, manifest: SyncManifest, signal: AbortSignal): Promise<void> {
-  const synced = new Map<string, { size: number; mtimeNs: string; digest: string }>();
-  for (const [path, kind, , , , size, mtimeNs, , , , digest] of manifest.entries) {
-    if (kind === "file" && digest.startsWith("sha256:")) synced.set(path, { size, mtimeNs, digest });
-  }
+  const synced = readManifest(manifest);
   for await (const e of walk(dir, { signal })) {
     if (!e.stat.isFile()) continue;
     const s = synced.get(e.path);
-    if (s && BigInt(s.size) === e.stat.size && nearlySameTime(BigInt(s.mtimeNs), e.stat.mtimeNs)) {
+    if (
+      s?.kind === "file" &&
+      s.digest.startsWith("sha256:") &&
+      BigInt(s.size) === e.stat.size &&
+      nearlySameTime(BigInt(s.mtimeNs), e.stat.mtimeNs)
+    ) {
       rememberFileHash(e.stat, s.digest as Digest);
     }
   }
